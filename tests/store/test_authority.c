@@ -50,7 +50,8 @@ static void expect_rule(bool hold_has_authority, bool req_has_authority, const c
 		if (message)
 			snprintf(msg, sizeof(msg), "%s", message);
 		else
-			snprintf(msg, sizeof(msg), "budget hold `%s` %s", hold, suffix);
+			snprintf(msg, sizeof(msg), "budget hold `%s` %s", hold,
+			         suffix ? suffix : "");
 		apply_err(store, &m, BS_EPRECONDITION, msg);
 		expect_hold(store, hold, BS_HOLD_OPEN, 10, 10);
 
