@@ -1,0 +1,711 @@
+/* bd_budget.c - the budgetd.v1.BudgetAuthority service.
+ *
+ * Each handler turns its request into a store mutation or a read job and
+ * hands it to the writer; the reply is built when the job comes back. The
+ * store validates everything it is given: handlers only translate, so every
+ * rule and its message lives in one place (store/RULES.md).
+ *
+ * Reads run on the writer thread and pack their reply there, off the loop.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "bd_app.h"
+#include "bd_log.h"
+#include "bd_status.h"
+#include "budgetd/v1/budget_authority.pb-c.h"
+
+#define SERVICE         "/budgetd.v1.BudgetAuthority/"
+#define ARMED_MUTATIONS 32 /* calls requested ahead for the hot methods */
+#define ARMED_READS     4
+
+typedef struct mutation_call mutation_call;
+typedef void (*reply_fn)(mutation_call *mc);
+
+/* One mutation RPC in flight; allocated in the call's arena. */
+struct mutation_call {
+	bd_job job;
+	bs_mutation m;
+	bd_unary *call;
+	const Budgetd__V1__Authority *authority; /* echoed in the metadata */
+	reply_fn reply;
+};
+
+/* One read RPC in flight; the writer thread fills the result. */
+typedef struct read_call {
+	bd_job job;
+	bd_unary *call;
+	grpc_byte_buffer *response;
+	grpc_status_code code;
+	char message[BS_ERROR_MESSAGE_MAX];
+} read_call;
+
+/* ---- request to store ---- */
+
+/* Proto3 cannot tell an empty required string from an absent one; the
+ * store's "is required" message is the more helpful one. */
+static bs_str required_str(const char *s)
+{
+	return s && *s ? bs_str_from(s) : (bs_str){0};
+}
+
+static bs_str optional_str(int present_case, const char *s)
+{
+	return present_case ? bs_str_from(s) : (bs_str){0};
+}
+
+static void set_authority(bs_mutation *m, const Budgetd__V1__Authority *a)
+{
+	if (!a)
+		return;
+	m->has_authority = true;
+	m->authority.authority_id = required_str(a->authority_id);
+	m->authority.lease_id = required_str(a->lease_id);
+	m->authority.lease_epoch = a->lease_epoch;
+}
+
+/* ---- store to reply ---- */
+
+static Google__Protobuf__Timestamp *timestamp(bd_arena *a, int64_t ns)
+{
+	Google__Protobuf__Timestamp *t = bd_arena_alloc(a, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	google__protobuf__timestamp__init(t);
+	int64_t sec = ns / 1000000000, nsec = ns % 1000000000;
+	if (nsec < 0) {
+		sec--;
+		nsec += 1000000000;
+	}
+	t->seconds = sec;
+	t->nanos = (int32_t)nsec;
+	return t;
+}
+
+static char *arena_str(bd_arena *a, bs_str s)
+{
+	return bd_arena_strndup(a, s.ptr ? s.ptr : "", s.len);
+}
+
+static Budgetd__V1__Authority *authority_msg(bd_arena *a, const bs_authority *src)
+{
+	Budgetd__V1__Authority *m = bd_arena_alloc(a, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	budgetd__v1__authority__init(m);
+	m->authority_id = arena_str(a, src->authority_id);
+	m->lease_id = arena_str(a, src->lease_id);
+	m->lease_epoch = src->lease_epoch;
+	return m->authority_id && m->lease_id ? m : NULL;
+}
+
+static Budgetd__V1__CommitMetadata *metadata(mutation_call *mc)
+{
+	bd_arena *a = bd_unary_arena(mc->call);
+	const bs_outcome *o = &mc->job.outcome;
+	Budgetd__V1__CommitMetadata *md = bd_arena_alloc(a, sizeof(*md));
+
+	if (!md)
+		return NULL;
+	budgetd__v1__commit_metadata__init(md);
+	md->authority = (Budgetd__V1__Authority *)mc->authority;
+	md->guarantee_level = BUDGETD__V1__GUARANTEE_LEVEL__GUARANTEE_LEVEL_SINGLE_NODE_ATOMIC;
+	md->budget_profile = BUDGETD__V1__BUDGET_PROFILE__BUDGET_PROFILE_AUTHORITATIVE_HOLD_EVENT;
+	md->metering_profile =
+	        BUDGETD__V1__METERING_PROFILE__METERING_PROFILE_MAX_COST_PREAUTHORIZE_THEN_RECONCILE_ACTUAL;
+	if (o->has_commit_index) {
+		md->_budget_commit_index_case =
+		        BUDGETD__V1__COMMIT_METADATA___BUDGET_COMMIT_INDEX_BUDGET_COMMIT_INDEX;
+		md->budget_commit_index = o->commit_index;
+	}
+	md->event_id = (char *)o->event_id;
+	if (o->budget_term[0]) {
+		md->_budget_term_case = BUDGETD__V1__COMMIT_METADATA___BUDGET_TERM_BUDGET_TERM;
+		md->budget_term = (char *)o->budget_term;
+	}
+	md->replayed = o->replayed;
+	return md;
+}
+
+static void reply_or_fail(bd_unary *call, const ProtobufCMessage *msg, bool built)
+{
+	if (built)
+		bd_unary_reply(call, msg);
+	else
+		bd_unary_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+		              "out of memory building the reply");
+}
+
+static void reply_authorize(mutation_call *mc)
+{
+	const bs_outcome *o = &mc->job.outcome;
+	Budgetd__V1__AuthorizeHoldResponse resp = BUDGETD__V1__AUTHORIZE_HOLD_RESPONSE__INIT;
+	Budgetd__V1__AuthorizeHoldAuthorized ok = BUDGETD__V1__AUTHORIZE_HOLD_AUTHORIZED__INIT;
+	Budgetd__V1__AuthorizeHoldDenied no = BUDGETD__V1__AUTHORIZE_HOLD_DENIED__INIT;
+	Budgetd__V1__CommitMetadata *md = metadata(mc);
+
+	if (o->allowed) {
+		resp.decision_case = BUDGETD__V1__AUTHORIZE_HOLD_RESPONSE__DECISION_AUTHORIZED;
+		resp.authorized = &ok;
+		if (mc->m.hold_id.ptr) {
+			ok._hold_id_case = BUDGETD__V1__AUTHORIZE_HOLD_AUTHORIZED___HOLD_ID_HOLD_ID;
+			ok.hold_id = (char *)mc->m.hold_id.ptr;
+		}
+		ok.authorized_exposure_units = mc->m.exposure_units;
+		ok.committed_cost_units_after = o->committed_after;
+		ok.invocation_count_after = o->invocation_count_after;
+		ok.metadata = md;
+	} else {
+		resp.decision_case = BUDGETD__V1__AUTHORIZE_HOLD_RESPONSE__DECISION_DENIED;
+		resp.denied = &no;
+		if (mc->m.hold_id.ptr) {
+			no._hold_id_case = BUDGETD__V1__AUTHORIZE_HOLD_DENIED___HOLD_ID_HOLD_ID;
+			no.hold_id = (char *)mc->m.hold_id.ptr;
+		}
+		no.attempted_exposure_units = mc->m.exposure_units;
+		no.committed_cost_units_after = o->committed_after;
+		no.invocation_count_after = o->invocation_count_after;
+		no.metadata = md;
+		no.denial_reason = (Budgetd__V1__DenialReason)o->denial;
+	}
+	reply_or_fail(mc->call, &resp.base, md != NULL);
+}
+
+static void reply_settlement(mutation_call *mc)
+{
+	const bs_outcome *o = &mc->job.outcome;
+	Budgetd__V1__HoldMutationResponse resp = BUDGETD__V1__HOLD_MUTATION_RESPONSE__INIT;
+
+	if (mc->m.hold_id.ptr) {
+		resp._hold_id_case = BUDGETD__V1__HOLD_MUTATION_RESPONSE___HOLD_ID_HOLD_ID;
+		resp.hold_id = (char *)mc->m.hold_id.ptr;
+	}
+	resp.exposure_units = mc->m.exposure_units;
+	resp.realized_spend_units = mc->m.realized_units;
+	resp.committed_cost_units_after = o->committed_after;
+	resp.invocation_count_after = o->invocation_count_after;
+	resp.metadata = metadata(mc);
+	reply_or_fail(mc->call, &resp.base, resp.metadata != NULL);
+}
+
+static void reply_increment(mutation_call *mc)
+{
+	const bs_outcome *o = &mc->job.outcome;
+	Budgetd__V1__IncrementInvocationResponse resp =
+	        BUDGETD__V1__INCREMENT_INVOCATION_RESPONSE__INIT;
+
+	resp.allowed = o->allowed;
+	resp.invocation_count_after = o->invocation_count_after;
+	resp.metadata = metadata(mc);
+	reply_or_fail(mc->call, &resp.base, resp.metadata != NULL);
+}
+
+/* ---- submitting to the writer ---- */
+
+static bool submit(bd_unary *call, bd_job *job)
+{
+	bd_app *app = bd_unary_app(call);
+	int rc = bd_writer_submit(app->writer, job);
+
+	if (rc == -EAGAIN)
+		bd_unary_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+		              "the write queue is full (%d requests); retry with backoff",
+		              BD_QUEUE_JOBS_MAX);
+	else if (rc == -ESHUTDOWN)
+		bd_unary_fail(call, GRPC_STATUS_UNAVAILABLE,
+		              "budgetd is shutting down; nothing was applied");
+	else if (rc)
+		bd_unary_fail(call, GRPC_STATUS_INTERNAL, "cannot queue the request: %s",
+		              strerror(-rc));
+	return rc == 0;
+}
+
+static void mutation_done(bd_job *job)
+{
+	mutation_call *mc = bd_container_of(job, mutation_call, job);
+
+	if (job->result == BS_OK) {
+		mc->reply(mc);
+		return;
+	}
+	grpc_status_code code = bd_status_from_store(job->result);
+	if (code == GRPC_STATUS_UNAVAILABLE)
+		bd_unary_fail(mc->call, code, "%s; retry with the same event_id",
+		              job->error.message);
+	else
+		bd_unary_fail(mc->call, code, "%s", job->error.message);
+}
+
+static mutation_call *new_mutation(bd_unary *call, bs_kind kind, reply_fn reply)
+{
+	mutation_call *mc = bd_arena_alloc(bd_unary_arena(call), sizeof(*mc));
+
+	if (!mc) {
+		bd_unary_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return NULL;
+	}
+	mc->call = call;
+	mc->reply = reply;
+	mc->m.kind = kind;
+	mc->job.mutation = &mc->m;
+	mc->job.done = mutation_done;
+	return mc;
+}
+
+/* ---- mutation handlers ---- */
+
+static void handle_authorize(bd_unary *call)
+{
+	const Budgetd__V1__AuthorizeHoldRequest *r = bd_unary_request(call);
+	mutation_call *mc = new_mutation(call, BS_KIND_AUTHORIZE_EXPOSURE, reply_authorize);
+
+	if (!mc)
+		return;
+	mc->m.capability_id = required_str(r->capability_id);
+	mc->m.grant_index = r->grant_index;
+	mc->m.exposure_units = r->requested_exposure_units;
+	mc->m.has_max_invocations = r->_max_invocations_case != 0;
+	mc->m.max_invocations = r->max_invocations;
+	mc->m.has_max_cost_per_invocation = r->_max_cost_per_invocation_case != 0;
+	mc->m.max_cost_per_invocation = r->max_cost_per_invocation;
+	mc->m.has_max_total_cost_units = r->_max_total_cost_units_case != 0;
+	mc->m.max_total_cost_units = r->max_total_cost_units;
+	mc->m.hold_id = optional_str(r->_hold_id_case, r->hold_id);
+	mc->m.event_id = optional_str(r->_event_id_case, r->event_id);
+	set_authority(&mc->m, r->authority);
+	mc->authority = r->authority;
+	submit(call, &mc->job);
+}
+
+/* Release and reverse have the same request shape. */
+static void handle_release_like(bd_unary *call, bs_kind kind)
+{
+	const Budgetd__V1__ReleaseHoldRequest *rel = bd_unary_request(call);
+	const Budgetd__V1__ReverseHoldRequest *rev = bd_unary_request(call);
+	mutation_call *mc = new_mutation(call, kind, reply_settlement);
+
+	if (!mc)
+		return;
+	if (kind == BS_KIND_RELEASE_EXPOSURE) {
+		mc->m.capability_id = required_str(rel->capability_id);
+		mc->m.grant_index = rel->grant_index;
+		mc->m.exposure_units = rel->released_exposure_units;
+		mc->m.hold_id = optional_str(rel->_hold_id_case, rel->hold_id);
+		mc->m.event_id = optional_str(rel->_event_id_case, rel->event_id);
+		mc->authority = rel->authority;
+	} else {
+		mc->m.capability_id = required_str(rev->capability_id);
+		mc->m.grant_index = rev->grant_index;
+		mc->m.exposure_units = rev->reversed_exposure_units;
+		mc->m.hold_id = optional_str(rev->_hold_id_case, rev->hold_id);
+		mc->m.event_id = optional_str(rev->_event_id_case, rev->event_id);
+		mc->authority = rev->authority;
+	}
+	set_authority(&mc->m, mc->authority);
+	submit(call, &mc->job);
+}
+
+static void handle_release(bd_unary *call)
+{
+	handle_release_like(call, BS_KIND_RELEASE_EXPOSURE);
+}
+
+static void handle_reverse(bd_unary *call)
+{
+	handle_release_like(call, BS_KIND_REVERSE_EXPOSURE);
+}
+
+static void settle_reconcile(bd_unary *call, const char *cap, uint64_t grant, uint64_t exposed,
+                             uint64_t realized, bs_str hold_id, bs_str event_id,
+                             const Budgetd__V1__Authority *authority)
+{
+	mutation_call *mc = new_mutation(call, BS_KIND_RECONCILE_SPEND, reply_settlement);
+
+	if (!mc)
+		return;
+	mc->m.capability_id = required_str(cap);
+	mc->m.grant_index = grant;
+	mc->m.exposure_units = exposed;
+	mc->m.realized_units = realized;
+	mc->m.hold_id = hold_id;
+	mc->m.event_id = event_id;
+	set_authority(&mc->m, authority);
+	mc->authority = authority;
+	submit(call, &mc->job);
+}
+
+static void handle_reconcile(bd_unary *call)
+{
+	const Budgetd__V1__ReconcileHoldRequest *r = bd_unary_request(call);
+
+	settle_reconcile(call, r->capability_id, r->grant_index, r->exposed_cost_units,
+	                 r->realized_spend_units, optional_str(r->_hold_id_case, r->hold_id),
+	                 optional_str(r->_event_id_case, r->event_id), r->authority);
+}
+
+/* Capture is reconcile under the name some kernels use. */
+static void handle_capture(bd_unary *call)
+{
+	const Budgetd__V1__CaptureHoldRequest *r = bd_unary_request(call);
+
+	settle_reconcile(call, r->capability_id, r->grant_index, r->exposed_cost_units,
+	                 r->realized_spend_units, optional_str(r->_hold_id_case, r->hold_id),
+	                 optional_str(r->_event_id_case, r->event_id), r->authority);
+}
+
+static void handle_increment(bd_unary *call)
+{
+	const Budgetd__V1__IncrementInvocationRequest *r = bd_unary_request(call);
+	mutation_call *mc = new_mutation(call, BS_KIND_INCREMENT_INVOCATION, reply_increment);
+
+	if (!mc)
+		return;
+	mc->m.capability_id = required_str(r->capability_id);
+	mc->m.grant_index = r->grant_index;
+	mc->m.has_max_invocations = r->_max_invocations_case != 0;
+	mc->m.max_invocations = r->max_invocations;
+	mc->m.event_id = optional_str(r->_event_id_case, r->event_id);
+	submit(call, &mc->job);
+}
+
+/* ---- reads ---- */
+
+static void read_done(bd_job *job)
+{
+	read_call *rc = bd_container_of(job, read_call, job);
+
+	if (rc->code == GRPC_STATUS_OK)
+		bd_unary_reply_packed(rc->call, rc->response);
+	else
+		bd_unary_fail(rc->call, rc->code, "%s", rc->message);
+}
+
+static void start_read(bd_unary *call, bd_job_read_fn fn)
+{
+	read_call *rc = bd_arena_alloc(bd_unary_arena(call), sizeof(*rc));
+
+	if (!rc) {
+		bd_unary_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	rc->call = call;
+	rc->job.read = fn;
+	rc->job.done = read_done;
+	submit(call, &rc->job);
+}
+
+/* Writer thread: record a store error, or pack the reply. */
+static void read_finish(read_call *rc, int store_rc, const bs_error *err,
+                        const ProtobufCMessage *resp, bool built)
+{
+	if (store_rc != BS_OK) {
+		rc->code = bd_status_from_store(store_rc);
+		(void)snprintf(rc->message, sizeof(rc->message), "%s", err->message);
+	} else if (!built || bd_pack(resp, &rc->response) != 0) {
+		rc->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+		(void)snprintf(rc->message, sizeof(rc->message),
+		               "out of memory building the reply");
+	}
+}
+
+static Budgetd__V1__UsageRecord *usage_msg(bd_arena *a, const bs_usage *u)
+{
+	Budgetd__V1__UsageRecord *m = bd_arena_alloc(a, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	budgetd__v1__usage_record__init(m);
+	m->capability_id = arena_str(a, u->capability_id);
+	m->grant_index = u->grant_index;
+	m->invocation_count = u->invocation_count;
+	m->total_cost_exposed = u->total_cost_exposed;
+	m->total_cost_realized_spend = u->total_cost_realized_spend;
+	m->committed_cost_units = u->committed_cost;
+	m->seq = u->seq;
+	m->updated_at = timestamp(a, u->updated_at_ns);
+	return m->capability_id && m->updated_at ? m : NULL;
+}
+
+/* Collects visited rows into an arena array of at most BS_LIST_LIMIT_MAX. */
+typedef struct collector {
+	bd_arena *arena;
+	void **items;
+	size_t n;
+	bool failed;
+	uint64_t last_seq;
+} collector;
+
+static int collect_usage(void *ctx, const bs_usage *u)
+{
+	collector *c = ctx;
+
+	if (c->n == BS_LIST_LIMIT_MAX || !(c->items[c->n] = usage_msg(c->arena, u))) {
+		c->failed = true;
+		return 1;
+	}
+	c->n++;
+	return 0;
+}
+
+static void read_get_usage(bd_job *job, bs_store *store)
+{
+	read_call *rc = bd_container_of(job, read_call, job);
+	const Budgetd__V1__GetUsageRequest *r = bd_unary_request(rc->call);
+	Budgetd__V1__UsageRecord *rec = NULL;
+	Budgetd__V1__GetUsageResponse resp = BUDGETD__V1__GET_USAGE_RESPONSE__INIT;
+	collector c = {bd_unary_arena(rc->call), (void **)&rec, 0, false, 0};
+	bs_error err;
+	bool found;
+
+	int src = bs_store_get_usage(store, required_str(r->capability_id), r->grant_index,
+	                             collect_usage, &c, &found, &err);
+	resp.usage = rec;
+	read_finish(rc, src, &err, &resp.base, !c.failed);
+}
+
+static void handle_get_usage(bd_unary *call)
+{
+	start_read(call, read_get_usage);
+}
+
+static void read_list_usages(bd_job *job, bs_store *store)
+{
+	read_call *rc = bd_container_of(job, read_call, job);
+	const Budgetd__V1__ListUsagesRequest *r = bd_unary_request(rc->call);
+	Budgetd__V1__ListUsagesResponse resp = BUDGETD__V1__LIST_USAGES_RESPONSE__INIT;
+	bd_arena *a = bd_unary_arena(rc->call);
+	collector c = {a, bd_arena_alloc(a, BS_LIST_LIMIT_MAX * sizeof(void *)), 0, false, 0};
+	bs_error err;
+
+	if (!c.items) {
+		read_finish(rc, BS_OK, NULL, NULL, false);
+		return;
+	}
+	int src = bs_store_list_usages(store, r->limit,
+	                               optional_str(r->_capability_id_case, r->capability_id),
+	                               collect_usage, &c, &err);
+	resp.usages = (Budgetd__V1__UsageRecord **)c.items;
+	resp.n_usages = c.n;
+	read_finish(rc, src, &err, &resp.base, !c.failed);
+}
+
+static void handle_list_usages(bd_unary *call)
+{
+	start_read(call, read_list_usages);
+}
+
+static Budgetd__V1__MutationEvent *event_msg(bd_arena *a, const bs_event *e)
+{
+	Budgetd__V1__MutationEvent *m = bd_arena_alloc(a, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	budgetd__v1__mutation_event__init(m);
+	m->event_id = arena_str(a, e->event_id);
+	if (e->hold_id.ptr) {
+		m->_hold_id_case = BUDGETD__V1__MUTATION_EVENT___HOLD_ID_HOLD_ID;
+		m->hold_id = arena_str(a, e->hold_id);
+	}
+	m->capability_id = arena_str(a, e->capability_id);
+	m->grant_index = e->grant_index;
+	m->kind = (Budgetd__V1__MutationKind)e->kind;
+	if (e->has_allowed) {
+		m->_allowed_case = BUDGETD__V1__MUTATION_EVENT___ALLOWED_ALLOWED;
+		m->allowed = e->allowed;
+	}
+	m->denial_reason = (Budgetd__V1__DenialReason)e->denial;
+	m->recorded_at = timestamp(a, e->recorded_at_ns);
+	m->event_seq = e->event_seq;
+	if (e->has_usage_seq) {
+		m->_usage_seq_case = BUDGETD__V1__MUTATION_EVENT___USAGE_SEQ_USAGE_SEQ;
+		m->usage_seq = e->usage_seq;
+	}
+	m->exposure_units = e->exposure_units;
+	m->realized_spend_units = e->realized_units;
+	if (e->has_max_invocations) {
+		m->_max_invocations_case =
+		        BUDGETD__V1__MUTATION_EVENT___MAX_INVOCATIONS_MAX_INVOCATIONS;
+		m->max_invocations = e->max_invocations;
+	}
+	if (e->has_max_cost_per_invocation) {
+		m->_max_cost_per_invocation_case =
+		        BUDGETD__V1__MUTATION_EVENT___MAX_COST_PER_INVOCATION_MAX_COST_PER_INVOCATION;
+		m->max_cost_per_invocation = e->max_cost_per_invocation;
+	}
+	if (e->has_max_total_cost_units) {
+		m->_max_total_cost_units_case =
+		        BUDGETD__V1__MUTATION_EVENT___MAX_TOTAL_COST_UNITS_MAX_TOTAL_COST_UNITS;
+		m->max_total_cost_units = e->max_total_cost_units;
+	}
+	m->invocation_count_after = e->invocation_count_after;
+	m->total_cost_exposed_after = e->exposed_after;
+	m->total_cost_realized_spend_after = e->realized_after;
+	if (e->has_authority && !(m->authority = authority_msg(a, &e->authority)))
+		return NULL;
+	if (!m->event_id || !m->capability_id || !m->recorded_at || (e->hold_id.ptr && !m->hold_id))
+		return NULL;
+	return m;
+}
+
+static int collect_event(void *ctx, const bs_event *e)
+{
+	collector *c = ctx;
+
+	if (c->n == BS_LIST_LIMIT_MAX || !(c->items[c->n] = event_msg(c->arena, e))) {
+		c->failed = true;
+		return 1;
+	}
+	c->n++;
+	c->last_seq = e->event_seq;
+	return 0;
+}
+
+static void read_list_events(bd_job *job, bs_store *store)
+{
+	read_call *rc = bd_container_of(job, read_call, job);
+	const Budgetd__V1__ListMutationEventsRequest *r = bd_unary_request(rc->call);
+	Budgetd__V1__ListMutationEventsResponse resp =
+	        BUDGETD__V1__LIST_MUTATION_EVENTS_RESPONSE__INIT;
+	bd_arena *a = bd_unary_arena(rc->call);
+	collector c = {a, bd_arena_alloc(a, BS_LIST_LIMIT_MAX * sizeof(void *)), 0, false,
+	               r->after_commit_index};
+	bs_error err;
+
+	if (!c.items) {
+		read_finish(rc, BS_OK, NULL, NULL, false);
+		return;
+	}
+	int src = bs_store_list_events(store, r->limit,
+	                               optional_str(r->_capability_id_case, r->capability_id),
+	                               r->_grant_index_case != 0, r->grant_index,
+	                               r->after_commit_index, collect_event, &c, &err);
+	resp.events = (Budgetd__V1__MutationEvent **)c.items;
+	resp.n_events = c.n;
+	/* With nothing new the cursor stays where the caller is. */
+	resp.next_after_commit_index = c.last_seq;
+	read_finish(rc, src, &err, &resp.base, !c.failed);
+}
+
+static void handle_list_events(bd_unary *call)
+{
+	start_read(call, read_list_events);
+}
+
+static Budgetd__V1__Hold *hold_msg(bd_arena *a, const bs_hold *h)
+{
+	Budgetd__V1__Hold *m = bd_arena_alloc(a, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	budgetd__v1__hold__init(m);
+	m->hold_id = arena_str(a, h->hold_id);
+	m->capability_id = arena_str(a, h->capability_id);
+	m->grant_index = h->grant_index;
+	m->authorized_exposure_units = h->authorized_units;
+	m->remaining_exposure_units = h->remaining_units;
+	m->debited_invocation = h->debited_invocation;
+	m->disposition = (Budgetd__V1__HoldDisposition)h->disposition;
+	if (h->has_authority && !(m->authority = authority_msg(a, &h->authority)))
+		return NULL;
+	m->created_at = timestamp(a, h->created_at_ns);
+	m->updated_at = timestamp(a, h->updated_at_ns);
+	return m->hold_id && m->capability_id && m->created_at && m->updated_at ? m : NULL;
+}
+
+static int collect_hold(void *ctx, const bs_hold *h)
+{
+	collector *c = ctx;
+
+	if (!(c->items[0] = hold_msg(c->arena, h)))
+		c->failed = true;
+	return 0;
+}
+
+static void read_get_hold(bd_job *job, bs_store *store)
+{
+	read_call *rc = bd_container_of(job, read_call, job);
+	const Budgetd__V1__GetHoldRequest *r = bd_unary_request(rc->call);
+	Budgetd__V1__GetHoldResponse resp = BUDGETD__V1__GET_HOLD_RESPONSE__INIT;
+	Budgetd__V1__Hold *hold = NULL;
+	collector c = {bd_unary_arena(rc->call), (void **)&hold, 0, false, 0};
+	bs_error err;
+	bool found = false;
+
+	int src =
+	        bs_store_get_hold(store, required_str(r->hold_id), collect_hold, &c, &found, &err);
+	if (src == BS_OK && !found) {
+		rc->code = GRPC_STATUS_NOT_FOUND;
+		(void)snprintf(rc->message, sizeof(rc->message), "budget hold `%s` not found",
+		               r->hold_id);
+		return;
+	}
+	resp.hold = hold;
+	read_finish(rc, src, &err, &resp.base, !c.failed);
+}
+
+static void handle_get_hold(bd_unary *call)
+{
+	start_read(call, read_get_hold);
+}
+
+static void read_server_info(bd_job *job, bs_store *store)
+{
+	read_call *rc = bd_container_of(job, read_call, job);
+	bd_app *app = bd_unary_app(rc->call);
+	Budgetd__V1__GetServerInfoResponse resp = BUDGETD__V1__GET_SERVER_INFO_RESPONSE__INIT;
+	bs_error err;
+
+	int src = bs_store_commit_index(store, &resp.commit_index, &err);
+	resp.version = BD_VERSION;
+	resp.authority_id = (char *)app->authority_id;
+	resp.guarantee_level = BUDGETD__V1__GUARANTEE_LEVEL__GUARANTEE_LEVEL_SINGLE_NODE_ATOMIC;
+	resp.budget_profile = BUDGETD__V1__BUDGET_PROFILE__BUDGET_PROFILE_AUTHORITATIVE_HOLD_EVENT;
+	resp.metering_profile =
+	        BUDGETD__V1__METERING_PROFILE__METERING_PROFILE_MAX_COST_PREAUTHORIZE_THEN_RECONCILE_ACTUAL;
+	resp.started_at = timestamp(bd_unary_arena(rc->call), app->started_at_ns);
+	read_finish(rc, src, &err, &resp.base, resp.started_at != NULL);
+}
+
+static void handle_server_info(bd_unary *call)
+{
+	start_read(call, read_server_info);
+}
+
+/* ---- registration ---- */
+
+static const bd_unary_method methods[] = {
+        {SERVICE "AuthorizeHold", &budgetd__v1__authorize_hold_request__descriptor,
+         handle_authorize, ARMED_MUTATIONS},
+        {SERVICE "ReleaseHold", &budgetd__v1__release_hold_request__descriptor, handle_release,
+         ARMED_READS},
+        {SERVICE "ReverseHold", &budgetd__v1__reverse_hold_request__descriptor, handle_reverse,
+         ARMED_READS},
+        {SERVICE "ReconcileHold", &budgetd__v1__reconcile_hold_request__descriptor,
+         handle_reconcile, ARMED_MUTATIONS},
+        {SERVICE "CaptureHold", &budgetd__v1__capture_hold_request__descriptor, handle_capture,
+         ARMED_READS},
+        {SERVICE "IncrementInvocation", &budgetd__v1__increment_invocation_request__descriptor,
+         handle_increment, ARMED_READS},
+        {SERVICE "GetUsage", &budgetd__v1__get_usage_request__descriptor, handle_get_usage,
+         ARMED_READS},
+        {SERVICE "ListUsages", &budgetd__v1__list_usages_request__descriptor, handle_list_usages,
+         ARMED_READS},
+        {SERVICE "ListMutationEvents", &budgetd__v1__list_mutation_events_request__descriptor,
+         handle_list_events, ARMED_READS},
+        {SERVICE "GetHold", &budgetd__v1__get_hold_request__descriptor, handle_get_hold,
+         ARMED_READS},
+        {SERVICE "GetServerInfo", &budgetd__v1__get_server_info_request__descriptor,
+         handle_server_info, ARMED_READS},
+};
+
+int bd_budget_register(bd_server *server)
+{
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		int rc = bd_server_add_unary(server, &methods[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}

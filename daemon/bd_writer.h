@@ -1,0 +1,71 @@
+/* bd_writer.h - the writer thread: the only user of the store.
+ *
+ * The loop submits jobs; the writer takes everything queued (up to
+ * BD_BATCH_MUTATIONS_MAX), applies all mutations of the take as one store
+ * batch (one transaction, one fsync), runs the reads, and hands the jobs
+ * back to the loop, where `done` runs. No reply can leave before its
+ * mutation is durable, because replies are built in `done`.
+ */
+#ifndef BD_WRITER_H
+#define BD_WRITER_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "bs_store.h"
+
+#define BD_BATCH_MUTATIONS_MAX 256  /* mutations per group commit */
+#define BD_QUEUE_JOBS_MAX      4096 /* jobs waiting for the writer */
+#define BD_IDLE_CHECKPOINT_MS  1000 /* idle time before a store checkpoint */
+
+typedef struct bd_job bd_job;
+typedef struct bd_writer bd_writer;
+
+/* Runs on the writer thread with the store; fills the job's own fields. */
+typedef void (*bd_job_read_fn)(bd_job *job, bs_store *store);
+/* Runs on the loop thread when the job is done. */
+typedef void (*bd_job_done_fn)(bd_job *job);
+
+/* Owned by the submitter (usually embedded in a call) until `done` runs. */
+struct bd_job {
+	const bs_mutation *mutation; /* a mutation job, or NULL */
+	bd_job_read_fn read;         /* a read job when mutation is NULL */
+	bd_job_done_fn done;
+	void *ctx;
+	/* results of a mutation */
+	int result;
+	bs_outcome outcome;
+	bs_error error;
+	bd_job *next; /* queue link, owned by the writer */
+};
+
+typedef struct bd_writer_stats {
+	uint64_t batches;      /* group commits */
+	uint64_t mutations;    /* mutations applied in them */
+	uint64_t commit_ns;    /* time spent in apply_batch */
+	unsigned queue_depth;  /* jobs waiting now */
+	uint64_t commit_index; /* after the last batch */
+	uint64_t storage_failures;
+} bd_writer_stats;
+
+/* Called on the writer thread after each group commit (metrics). */
+typedef void (*bd_batch_observer)(void *ctx, size_t mutations, uint64_t commit_ns);
+
+/* Starts the writer thread. The store is used only by that thread until
+ * bd_writer_destroy. *out is owned by the caller. */
+int bd_writer_create(uv_loop_t *loop, bs_store *store, bd_writer **out);
+
+void bd_writer_set_observer(bd_writer *w, bd_batch_observer fn, void *ctx);
+
+/* Queues a job. 0, -EAGAIN when the queue is full, -ESHUTDOWN when the
+ * writer is stopping. */
+int bd_writer_submit(bd_writer *w, bd_job *job);
+
+void bd_writer_stats_get(bd_writer *w, bd_writer_stats *out);
+
+/* Refuses new jobs, runs everything queued, delivers every `done`, joins
+ * the thread and frees the writer (loop thread; closes its handles, so the
+ * loop must run once more). The store stays open, owned by the caller. */
+void bd_writer_destroy(bd_writer *w);
+
+#endif
