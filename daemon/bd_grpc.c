@@ -461,8 +461,10 @@ static void stream_arm(bd_server *s, method_entry *me)
 {
 	stream_request *r = calloc(1, sizeof(*r));
 
-	if (!r)
+	if (!r) {
+		bd_log_error("out of memory arming %s: it takes no new calls", me->name);
 		return;
+	}
 	r->tag.fn = on_stream_requested;
 	r->server = s;
 	r->method = me;
@@ -657,11 +659,17 @@ static void free_server(uv_handle_t *handle)
 {
 	bd_server *s = handle->data;
 
-	/* The timer closes first, then the async handle, then the server. */
-	if (handle == (uv_handle_t *)&s->grace)
-		return;
 	uv_mutex_destroy(&s->lock);
 	free(s);
+}
+
+/* libuv runs close callbacks newest first: close the handles in a chain so
+ * the server is freed after the last of them. */
+static void close_wakeup(uv_handle_t *handle)
+{
+	bd_server *s = handle->data;
+
+	uv_close((uv_handle_t *)&s->wakeup, free_server);
 }
 
 void bd_server_destroy(bd_server *s)
@@ -678,6 +686,5 @@ void bd_server_destroy(bd_server *s)
 			;
 	drain(s); /* the last completions free their calls */
 	grpc_completion_queue_destroy(s->cq);
-	uv_close((uv_handle_t *)&s->grace, free_server);
-	uv_close((uv_handle_t *)&s->wakeup, free_server);
+	uv_close((uv_handle_t *)&s->grace, close_wakeup);
 }

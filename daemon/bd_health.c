@@ -107,8 +107,10 @@ static void watcher_release(watcher *w)
 static bool start_batch(watcher *w, const grpc_op *ops, size_t n, bd_tag *tag)
 {
 	w->pending++;
-	if (grpc_call_start_batch(w->call, ops, n, tag, NULL) == GRPC_CALL_OK)
+	grpc_call_error e = grpc_call_start_batch(w->call, ops, n, tag, NULL);
+	if (e == GRPC_CALL_OK)
 		return true;
+	bd_log_error("health watch: cannot start a batch: grpc_call_error %d", (int)e);
 	w->pending--;
 	return false;
 }
@@ -139,13 +141,13 @@ static void send_update(watcher *w)
 
 	if (w->busy || w->ended)
 		return;
-	if (w->closing) {
-		finish(w, GRPC_STATUS_UNAVAILABLE, "budgetd is shutting down");
+	resp.status = status_of(w->health, w->service);
+	if (resp.status == w->sent) {
+		/* Up to date: a closing watcher has heard the last news. */
+		if (w->closing)
+			finish(w, GRPC_STATUS_UNAVAILABLE, "budgetd is shutting down");
 		return;
 	}
-	resp.status = status_of(w->health, w->service);
-	if (resp.status == w->sent)
-		return;
 	if (w->out) {
 		grpc_byte_buffer_destroy(w->out);
 		w->out = NULL;
@@ -243,6 +245,7 @@ static void start_watch(void *ctx, grpc_call *call)
 	w->close_tag.fn = on_close;
 	if (!start_batch(w, ops, 1, &w->close_tag))
 		w->ended = true;
+	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
 	ops[1].op = GRPC_OP_RECV_MESSAGE;
 	ops[1].data.recv_message.recv_message = &w->in;

@@ -275,6 +275,9 @@ static int find_file(const bd_reflection *r, const char *name, size_t *out)
 static const refl_symbol *find_symbol(const bd_reflection *r, const char *name)
 {
 	refl_symbol key = {.name = name};
+
+	if (r->n_symbols == 0) /* bsearch wants a non-NULL base */
+		return NULL;
 	return bsearch(&key, r->symbols, r->n_symbols, sizeof(*r->symbols), symbol_cmp);
 }
 
@@ -282,6 +285,9 @@ static const refl_extension *find_extension(const bd_reflection *r, const char *
                                             int32_t number)
 {
 	refl_extension key = {.extendee = extendee, .number = number};
+
+	if (r->n_extensions == 0) /* bsearch wants a non-NULL base */
+		return NULL;
 	return bsearch(&key, r->extensions, r->n_extensions, sizeof(*r->extensions), extension_cmp);
 }
 
