@@ -63,6 +63,7 @@ typedef struct daemon_state {
 	uv_signal_t sigterm, sigint, sighup;
 	options opts;
 	bool stopping;
+	char listening[LISTENERS_MAX * 80]; /* the bound addresses, for READY */
 } daemon_state;
 
 /* ---- command line ---- */
@@ -365,11 +366,7 @@ static int add_listeners(daemon_state *d)
 		if (used >= sizeof(line))
 			used = sizeof(line) - 1;
 	}
-	bd_log_info("budgetd ready: listening on %s", line);
-	/* systemd (Type=notify) and the tests learn the bound addresses here. */
-	int rc = sd_notifyf(0, "READY=1\nSTATUS=listening on %s", line);
-	if (rc < 0)
-		bd_log_warn("sd_notify READY failed: %s", strerror(-rc));
+	(void)snprintf(d->listening, sizeof(d->listening), "%s", line);
 	return 0;
 }
 
@@ -385,6 +382,17 @@ static int start_signals(daemon_state *d)
 		handles[i]->data = d;
 	}
 	return 0;
+}
+
+/* Only once signals are handled and the server runs: a SIGTERM right after
+ * READY must find the graceful path. systemd (Type=notify) and the tests
+ * learn the bound addresses here. */
+static void announce_ready(daemon_state *d)
+{
+	bd_log_info("budgetd ready: listening on %s", d->listening);
+	int rc = sd_notifyf(0, "READY=1\nSTATUS=listening on %s", d->listening);
+	if (rc < 0)
+		bd_log_warn("sd_notify READY failed: %s", strerror(-rc));
 }
 
 static int64_t unix_now_ns(void)
@@ -422,6 +430,7 @@ static int run(daemon_state *d)
 	} else if (build_server(d) == 0 && add_listeners(d) == 0 && start_signals(d) == 0 &&
 	           bd_server_start(d->server) == 0) {
 		bd_health_set_serving(d->health, true);
+		announce_ready(d);
 		uv_run(d->loop, UV_RUN_DEFAULT);
 		rc = 0;
 	}

@@ -1,0 +1,1135 @@
+/* commands.c - budgetctl: one function per subcommand, and its --help. */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* ---- options of the subcommands -------------------------------------------- */
+
+enum {
+	O_CAPABILITY = OPT_FIRST_COMMAND_OPTION,
+	O_GRANT,
+	O_UNITS,
+	O_MAX_INVOCATIONS,
+	O_MAX_COST_PER_INVOCATION,
+	O_MAX_TOTAL,
+	O_HOLD,
+	O_EVENT,
+	O_AUTHORITY_ID,
+	O_LEASE_ID,
+	O_LEASE_EPOCH,
+	O_EXPOSED,
+	O_REALIZED,
+	O_LIMIT,
+	O_AFTER,
+	O_SERVICE,
+};
+
+/* Each option is also accepted under its .proto field name. */
+/* clang-format off */
+#define OPT(name, id)        {name, required_argument, NULL, id}
+#define OPTS_CAPABILITY      OPT("capability", O_CAPABILITY), OPT("capability-id", O_CAPABILITY)
+#define OPTS_GRANT           OPT("grant", O_GRANT), OPT("grant-index", O_GRANT)
+#define OPTS_HOLD            OPT("hold", O_HOLD), OPT("hold-id", O_HOLD)
+#define OPTS_EVENT           OPT("event", O_EVENT), OPT("event-id", O_EVENT)
+#define OPTS_AUTHORITY       OPT("authority-id", O_AUTHORITY_ID), OPT("lease-id", O_LEASE_ID), \
+                             OPT("lease-epoch", O_LEASE_EPOCH)
+#define OPTS_MAX_INVOCATIONS OPT("max-invocations", O_MAX_INVOCATIONS)
+#define OPTS_END             {NULL, 0, NULL, 0}
+/* clang-format on */
+
+/* Everything any subcommand can be given. */
+typedef struct args {
+	const char *capability;
+	bool has_grant;
+	uint64_t grant;
+	bool has_units;
+	uint64_t units;
+	bool has_max_invocations;
+	uint64_t max_invocations;
+	bool has_max_cost_per_invocation;
+	uint64_t max_cost_per_invocation;
+	bool has_max_total;
+	uint64_t max_total;
+	const char *hold;
+	const char *event;
+	const char *authority_id;
+	const char *lease_id;
+	bool has_lease_epoch;
+	uint64_t lease_epoch;
+	bool has_exposed;
+	uint64_t exposed;
+	bool has_realized;
+	uint64_t realized;
+	bool has_limit;
+	uint64_t limit;
+	bool has_after;
+	uint64_t after;
+	const char *service;
+	char **positional; /* what is left after the options */
+	int npositional;
+	bc_authority authority; /* filled by need_authority */
+} args;
+
+static int parse_number(const cli *c, const char *name, const char *s, uint64_t max, bool *has,
+                        uint64_t *out)
+{
+	int rc = cli_parse_u64(c, name, s, max, out);
+
+	if (rc == 0)
+		*has = true;
+	return rc;
+}
+
+static int nonempty(const cli *c, const char *name, const char *s, const char **out)
+{
+	if (!s[0])
+		return cli_usage_error(c, "%s: must not be empty", name);
+	*out = s;
+	return 0;
+}
+
+/* Parses the command line of one subcommand. Returns -1 to go on, or the
+ * exit code (after --help, or a usage error). */
+static int parse(cli *c, int argc, char **argv, const struct option *opts, const char *help,
+                 args *a)
+{
+	int id, rc;
+
+	memset(a, 0, sizeof(*a));
+	optind = 0; /* glibc: restart scanning, with a fresh argv */
+	opterr = 0;
+	while ((id = cli_getopt(c, argc, argv, opts)) != -1) {
+		if (id == -2)
+			return EXIT_USAGE;
+		switch (id) {
+		case O_CAPABILITY:
+			rc = nonempty(c, "--capability", optarg, &a->capability);
+			break;
+		case O_GRANT:
+			rc = parse_number(c, "--grant", optarg, UINT32_MAX, &a->has_grant,
+			                  &a->grant);
+			break;
+		case O_UNITS:
+			rc = parse_number(c, "--units", optarg, UINT64_MAX, &a->has_units,
+			                  &a->units);
+			break;
+		case O_MAX_INVOCATIONS:
+			rc = parse_number(c, "--max-invocations", optarg, UINT64_MAX,
+			                  &a->has_max_invocations, &a->max_invocations);
+			break;
+		case O_MAX_COST_PER_INVOCATION:
+			rc = parse_number(c, "--max-cost-per-invocation", optarg, UINT64_MAX,
+			                  &a->has_max_cost_per_invocation,
+			                  &a->max_cost_per_invocation);
+			break;
+		case O_MAX_TOTAL:
+			rc = parse_number(c, "--max-total", optarg, UINT64_MAX, &a->has_max_total,
+			                  &a->max_total);
+			break;
+		case O_HOLD:
+			rc = nonempty(c, "--hold", optarg, &a->hold);
+			break;
+		case O_EVENT:
+			rc = nonempty(c, "--event", optarg, &a->event);
+			break;
+		case O_AUTHORITY_ID:
+			rc = nonempty(c, "--authority-id", optarg, &a->authority_id);
+			break;
+		case O_LEASE_ID:
+			rc = nonempty(c, "--lease-id", optarg, &a->lease_id);
+			break;
+		case O_LEASE_EPOCH:
+			rc = parse_number(c, "--lease-epoch", optarg, UINT64_MAX,
+			                  &a->has_lease_epoch, &a->lease_epoch);
+			break;
+		case O_EXPOSED:
+			rc = parse_number(c, "--exposed", optarg, UINT64_MAX, &a->has_exposed,
+			                  &a->exposed);
+			break;
+		case O_REALIZED:
+			rc = parse_number(c, "--realized", optarg, UINT64_MAX, &a->has_realized,
+			                  &a->realized);
+			break;
+		case O_LIMIT:
+			rc = parse_number(c, "--limit", optarg, CLI_LIST_LIMIT_MAX, &a->has_limit,
+			                  &a->limit);
+			break;
+		case O_AFTER:
+			rc = parse_number(c, "--after", optarg, UINT64_MAX, &a->has_after,
+			                  &a->after);
+			break;
+		case O_SERVICE:
+			a->service = optarg;
+			rc = 0;
+			break;
+		default:
+			rc = cli_common_option(c, id, optarg, help);
+			if (id == OPT_HELP)
+				return rc;
+			if (rc < 0)
+				return cli_usage_error(c, "option '%s' is not handled",
+				                       argv[optind - 1]);
+			break;
+		}
+		if (rc != 0)
+			return rc;
+	}
+	a->positional = argv + optind;
+	a->npositional = argc - optind;
+	return -1;
+}
+
+static int no_positional(const cli *c, const args *a)
+{
+	if (a->npositional > 0)
+		return cli_usage_error(c, "unexpected argument '%s'", a->positional[0]);
+	return 0;
+}
+
+/* Checks the options every request of this command needs. */
+static int need(const cli *c, bool present, const char *option)
+{
+	if (!present)
+		return cli_usage_error(c, "missing %s", option);
+	return 0;
+}
+
+/* The authority options go together. */
+static int need_authority(const cli *c, args *a, const bc_authority **out)
+{
+	*out = NULL;
+	if (!a->authority_id && !a->lease_id && !a->has_lease_epoch)
+		return 0;
+	if (!a->authority_id || !a->lease_id || !a->has_lease_epoch)
+		return cli_usage_error(c,
+		                       "--authority-id, --lease-id and --lease-epoch go together");
+	a->authority.authority_id = a->authority_id;
+	a->authority.lease_id = a->lease_id;
+	a->authority.lease_epoch = a->lease_epoch;
+	*out = &a->authority;
+	return 0;
+}
+
+/* "GetUsage on 127.0.0.1:50051", for error lines. */
+static const char *what(const cli *c, const char *rpc)
+{
+	static char buf[512];
+
+	snprintf(buf, sizeof(buf), "%s on %s", rpc, c->addr);
+	return buf;
+}
+
+/* ---- human output ----------------------------------------------------------- */
+
+static void kv_u64(table *t, const char *key, uint64_t v)
+{
+	table_kv(t, key, "%" PRIu64, v);
+}
+
+static void kv_opt_str(table *t, const char *key, const char *s)
+{
+	table_kv(t, key, "%s", s ? s : "-");
+}
+
+static void kv_authority(table *t, bool has, const bc_authority_info *a)
+{
+	if (!has)
+		return;
+	table_kv(t, "authority_id", "%s", a->authority_id);
+	table_kv(t, "lease_id", "%s", a->lease_id);
+	kv_u64(t, "lease_epoch", a->lease_epoch);
+}
+
+static void kv_metadata(table *t, const bc_commit_metadata *m)
+{
+	table_kv(t, "event_id", "%s", m->event_id);
+	if (m->has_budget_commit_index)
+		kv_u64(t, "budget_commit_index", m->budget_commit_index);
+	else
+		table_kv(t, "budget_commit_index", "-");
+	table_kv(t, "replayed", "%s", m->replayed ? "true" : "false");
+	if (m->budget_term)
+		table_kv(t, "budget_term", "%s", m->budget_term);
+	kv_authority(t, m->has_authority, &m->authority);
+}
+
+static const char *denial_short(bc_denial_reason r)
+{
+	return enum_short(bc_denial_reason_name(r), "DENIAL_REASON_", r);
+}
+
+static void kv_time(table *t, const char *key, bool has, const bc_timestamp *ts)
+{
+	char buf[CLI_TIME_SIZE];
+
+	table_kv(t, key, "%s", fmt_time(buf, has, ts));
+}
+
+/* ---- JSON output ------------------------------------------------------------- */
+
+static json_t *json_hold_mutation(const bc_hold_mutation_result *r)
+{
+	json_t *o = json_object_or_die();
+
+	if (r->hold_id)
+		json_set(o, "holdId", json_str(r->hold_id));
+	json_set(o, "exposureUnits", json_u64(r->exposure_units));
+	json_set(o, "realizedSpendUnits", json_u64(r->realized_spend_units));
+	json_set(o, "committedCostUnitsAfter", json_u64(r->committed_cost_units_after));
+	json_set(o, "invocationCountAfter", json_integer(r->invocation_count_after));
+	json_set(o, "metadata", json_metadata(&r->metadata));
+	return o;
+}
+
+/* ---- commands ----------------------------------------------------------------- */
+
+/* clang-format off */
+#define COMMON_HELP                                                                                \
+	"\nCommon options (also accepted before the command):\n"                                   \
+	"  --addr ADDR, --timeout S, --json, --no-retry, --tls, --tls-ca FILE,\n"                  \
+	"  --tls-cert FILE, --tls-key FILE, --tls-server-name NAME (see 'budgetctl --help').\n"    \
+	"Every option also accepts its .proto field name (--capability-id, --grant-index, ...).\n"
+/* clang-format on */
+
+/* clang-format off */
+#define AUTHORITY_HELP                                                                             \
+	"  --authority-id A --lease-id L --lease-epoch N\n"                                        \
+	"                       the authority lease to mutate under (all three together)\n"
+/* clang-format on */
+
+/* clang-format off */
+static const char authorize_help[] =
+	"usage: budgetctl authorize --capability C --grant N --units U [options]\n"
+	"\n"
+	"AuthorizeHold: count one invocation of the grant (C, N) and expose its maximum\n"
+	"cost U under a hold, unless a limit denies it. A denial is a normal answer\n"
+	"(exit status 1), recorded in the mutation log.\n"
+	"\n"
+	"  --capability C       the capability to charge (capability_id)\n"
+	"  --grant N            the grant index, 0 to 4294967295 (grant_index)\n"
+	"  --units U            the most this invocation may cost (requested_exposure_units)\n"
+	"  --max-invocations N  deny when the grant already has N invocations\n"
+	"  --max-cost-per-invocation N\n"
+	"                       deny when U is above N\n"
+	"  --max-total N        deny when exposed + realized + U would exceed N\n"
+	"                       (max_total_cost_units)\n"
+	"  --hold H             open a hold with this id (hold_id); without it the grant is\n"
+	"                       charged directly\n"
+	"  --event E            idempotency key (event_id); default: a random one, shown in\n"
+	"                       the output, which a retry of this command can reuse\n"
+	AUTHORITY_HELP COMMON_HELP;
+/* clang-format on */
+
+static int cmd_authorize(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        CLI_COMMON_OPTIONS,
+	        OPTS_CAPABILITY,
+	        OPTS_GRANT,
+	        OPT("units", O_UNITS),
+	        OPT("requested-exposure-units", O_UNITS),
+	        OPTS_MAX_INVOCATIONS,
+	        OPT("max-cost-per-invocation", O_MAX_COST_PER_INVOCATION),
+	        OPT("max-total", O_MAX_TOTAL),
+	        OPT("max-total-cost-units", O_MAX_TOTAL),
+	        OPTS_HOLD,
+	        OPTS_EVENT,
+	        OPTS_AUTHORITY,
+	        OPTS_END,
+	};
+	bc_authorize_hold_request req = {0};
+	bc_authorize_hold_result res;
+	bc_client *client;
+	bc_error err;
+	args a;
+	int rc;
+
+	if ((rc = parse(c, argc, argv, opts, authorize_help, &a)) >= 0)
+		return rc;
+	if ((rc = no_positional(c, &a)) || (rc = need(c, a.capability, "--capability")) ||
+	    (rc = need(c, a.has_grant, "--grant")) || (rc = need(c, a.has_units, "--units")) ||
+	    (rc = need_authority(c, &a, &req.authority)))
+		return rc;
+	req.capability_id = a.capability;
+	req.grant_index = a.grant;
+	req.requested_exposure_units = a.units;
+	req.has_max_invocations = a.has_max_invocations;
+	req.max_invocations = a.max_invocations;
+	req.has_max_cost_per_invocation = a.has_max_cost_per_invocation;
+	req.max_cost_per_invocation = a.max_cost_per_invocation;
+	req.has_max_total_cost_units = a.has_max_total;
+	req.max_total_cost_units = a.max_total;
+	req.hold_id = a.hold;
+	req.event_id = a.event;
+
+	if ((rc = cli_connect(c, &client)) != 0)
+		return rc;
+	rc = bc_authorize_hold(client, &req, 0, &res, &err);
+	bc_client_free(client);
+	if (rc != 0)
+		return cli_grpc_error(c, what(c, "AuthorizeHold"), &err);
+
+	if (c->json) {
+		json_t *o = json_object_or_die();
+		json_t *root = json_object_or_die();
+
+		if (res.hold_id)
+			json_set(o, "holdId", json_str(res.hold_id));
+		if (res.authorized)
+			json_set(o, "authorizedExposureUnits",
+			         json_u64(res.authorized_exposure_units));
+		else
+			json_set(o, "attemptedExposureUnits",
+			         json_u64(res.attempted_exposure_units));
+		json_set(o, "committedCostUnitsAfter", json_u64(res.committed_cost_units_after));
+		json_set(o, "invocationCountAfter", json_integer(res.invocation_count_after));
+		json_set(o, "metadata", json_metadata(&res.metadata));
+		if (!res.authorized)
+			json_set(o, "denialReason",
+			         json_enum(bc_denial_reason_name(res.denial_reason),
+			                   res.denial_reason));
+		json_set(root, res.authorized ? "authorized" : "denied", o);
+		rc = json_print(root);
+	} else {
+		table *t = table_new(2, NULL);
+
+		table_kv(t, "decision", "%s", res.authorized ? "authorized" : "denied");
+		if (!res.authorized)
+			table_kv(t, "denial_reason", "%s", denial_short(res.denial_reason));
+		kv_opt_str(t, "hold_id", res.hold_id);
+		if (res.authorized)
+			kv_u64(t, "authorized_exposure_units", res.authorized_exposure_units);
+		else
+			kv_u64(t, "attempted_exposure_units", res.attempted_exposure_units);
+		kv_u64(t, "committed_cost_units_after", res.committed_cost_units_after);
+		kv_u64(t, "invocation_count_after", res.invocation_count_after);
+		kv_metadata(t, &res.metadata);
+		table_print(t, stdout);
+		rc = 0;
+	}
+	if (rc == 0 && !res.authorized)
+		rc = EXIT_DENIED;
+	bc_authorize_hold_result_free(&res);
+	return rc;
+}
+
+/* Prints the result of release, reverse, reconcile or capture. */
+static int print_hold_mutation(const cli *c, bc_hold_mutation_result *res)
+{
+	int rc = 0;
+
+	if (c->json) {
+		rc = json_print(json_hold_mutation(res));
+	} else {
+		table *t = table_new(2, NULL);
+
+		kv_opt_str(t, "hold_id", res->hold_id);
+		kv_u64(t, "exposure_units", res->exposure_units);
+		kv_u64(t, "realized_spend_units", res->realized_spend_units);
+		kv_u64(t, "committed_cost_units_after", res->committed_cost_units_after);
+		kv_u64(t, "invocation_count_after", res->invocation_count_after);
+		kv_metadata(t, &res->metadata);
+		table_print(t, stdout);
+	}
+	bc_hold_mutation_result_free(res);
+	return rc;
+}
+
+/* clang-format off */
+static const char release_help[] =
+	"usage: budgetctl release --capability C --grant N --units U [--hold H] [options]\n"
+	"\n"
+	"ReleaseHold: give back U cost units of exposure of an open hold (or, without\n"
+	"--hold, of the grant). The invocation count is unchanged; a hold whose remaining\n"
+	"exposure reaches 0 becomes RELEASED. Use it when an invocation is aborted.\n"
+	"\n"
+	"  --capability C       the capability (capability_id)\n"
+	"  --grant N            the grant index (grant_index)\n"
+	"  --units U            the exposure to give back (released_exposure_units)\n"
+	"  --hold H             the open hold to release from (hold_id)\n"
+	"  --event E            idempotency key (event_id); default: a random one\n" AUTHORITY_HELP
+	COMMON_HELP;
+/* clang-format on */
+
+/* clang-format off */
+static const char reverse_help[] =
+	"usage: budgetctl reverse --capability C --grant N --units U [--hold H] [options]\n"
+	"\n"
+	"ReverseHold: undo an authorization whose invocation never ran: remove the\n"
+	"hold's whole remaining exposure U and the invocation it counted. The hold\n"
+	"becomes REVERSED.\n"
+	"\n"
+	"  --capability C       the capability (capability_id)\n"
+	"  --grant N            the grant index (grant_index)\n"
+	"  --units U            the hold's remaining exposure (reversed_exposure_units)\n"
+	"  --hold H             the open hold to reverse (hold_id)\n"
+	"  --event E            idempotency key (event_id); default: a random one\n" AUTHORITY_HELP
+	COMMON_HELP;
+/* clang-format on */
+
+static int release_or_reverse(cli *c, int argc, char **argv, bool reverse)
+{
+	static const struct option opts[] = {
+	        CLI_COMMON_OPTIONS,
+	        OPTS_CAPABILITY,
+	        OPTS_GRANT,
+	        OPT("units", O_UNITS),
+	        OPT("released-exposure-units", O_UNITS),
+	        OPT("reversed-exposure-units", O_UNITS),
+	        OPTS_HOLD,
+	        OPTS_EVENT,
+	        OPTS_AUTHORITY,
+	        OPTS_END,
+	};
+	const bc_authority *authority;
+	bc_hold_mutation_result res;
+	bc_client *client;
+	bc_error err;
+	args a;
+	int rc;
+
+	if ((rc = parse(c, argc, argv, opts, reverse ? reverse_help : release_help, &a)) >= 0)
+		return rc;
+	if ((rc = no_positional(c, &a)) || (rc = need(c, a.capability, "--capability")) ||
+	    (rc = need(c, a.has_grant, "--grant")) || (rc = need(c, a.has_units, "--units")) ||
+	    (rc = need_authority(c, &a, &authority)))
+		return rc;
+	if ((rc = cli_connect(c, &client)) != 0)
+		return rc;
+	if (reverse) {
+		bc_reverse_hold_request req = {
+		        .capability_id = a.capability,
+		        .grant_index = a.grant,
+		        .hold_id = a.hold,
+		        .reversed_exposure_units = a.units,
+		        .event_id = a.event,
+		        .authority = authority,
+		};
+		rc = bc_reverse_hold(client, &req, 0, &res, &err);
+	} else {
+		bc_release_hold_request req = {
+		        .capability_id = a.capability,
+		        .grant_index = a.grant,
+		        .hold_id = a.hold,
+		        .released_exposure_units = a.units,
+		        .event_id = a.event,
+		        .authority = authority,
+		};
+		rc = bc_release_hold(client, &req, 0, &res, &err);
+	}
+	bc_client_free(client);
+	if (rc != 0)
+		return cli_grpc_error(c, what(c, reverse ? "ReverseHold" : "ReleaseHold"), &err);
+	return print_hold_mutation(c, &res);
+}
+
+static int cmd_release(cli *c, int argc, char **argv)
+{
+	return release_or_reverse(c, argc, argv, false);
+}
+
+static int cmd_reverse(cli *c, int argc, char **argv)
+{
+	return release_or_reverse(c, argc, argv, true);
+}
+
+/* clang-format off */
+#define SETTLE_OPTIONS_HELP                                                                        \
+	"  --capability C       the capability (capability_id)\n"                                  \
+	"  --grant N            the grant index (grant_index)\n"                                   \
+	"  --exposed U          the hold's remaining exposure being settled\n"                     \
+	"                       (exposed_cost_units)\n"                                            \
+	"  --realized R         what the invocation actually cost, at most U\n"                    \
+	"                       (realized_spend_units)\n"                                          \
+	"  --hold H             the open hold to settle (hold_id); without it the grant is\n"      \
+	"                       settled directly\n"                                                \
+	"  --event E            idempotency key (event_id); default: a random "                    \
+	"one\n" AUTHORITY_HELP
+/* clang-format on */
+
+/* clang-format off */
+static const char reconcile_help[] =
+	"usage: budgetctl reconcile --capability C --grant N [--hold H] --exposed U --realized R\n"
+	"                           [options]\n"
+	"\n"
+	"ReconcileHold: settle a hold with the actual spend: remove U of exposure and\n"
+	"add R to the realized spend. The hold becomes RECONCILED.\n"
+	"\n" SETTLE_OPTIONS_HELP COMMON_HELP;
+/* clang-format on */
+
+/* clang-format off */
+static const char capture_help[] =
+	"usage: budgetctl capture --capability C --grant N [--hold H] --exposed U --realized R\n"
+	"                         [options]\n"
+	"\n"
+	"CaptureHold: the same as reconcile, under the name payment systems use.\n"
+	"\n" SETTLE_OPTIONS_HELP COMMON_HELP;
+/* clang-format on */
+
+static int reconcile_or_capture(cli *c, int argc, char **argv, bool capture)
+{
+	static const struct option opts[] = {
+	        CLI_COMMON_OPTIONS,
+	        OPTS_CAPABILITY,
+	        OPTS_GRANT,
+	        OPTS_HOLD,
+	        OPT("exposed", O_EXPOSED),
+	        OPT("exposed-cost-units", O_EXPOSED),
+	        OPT("realized", O_REALIZED),
+	        OPT("realized-spend-units", O_REALIZED),
+	        OPTS_EVENT,
+	        OPTS_AUTHORITY,
+	        OPTS_END,
+	};
+	bc_reconcile_hold_request req = {0};
+	bc_hold_mutation_result res;
+	bc_client *client;
+	bc_error err;
+	args a;
+	int rc;
+
+	if ((rc = parse(c, argc, argv, opts, capture ? capture_help : reconcile_help, &a)) >= 0)
+		return rc;
+	if ((rc = no_positional(c, &a)) || (rc = need(c, a.capability, "--capability")) ||
+	    (rc = need(c, a.has_grant, "--grant")) || (rc = need(c, a.has_exposed, "--exposed")) ||
+	    (rc = need(c, a.has_realized, "--realized")) ||
+	    (rc = need_authority(c, &a, &req.authority)))
+		return rc;
+	req.capability_id = a.capability;
+	req.grant_index = a.grant;
+	req.hold_id = a.hold;
+	req.exposed_cost_units = a.exposed;
+	req.realized_spend_units = a.realized;
+	req.event_id = a.event;
+	if ((rc = cli_connect(c, &client)) != 0)
+		return rc;
+	if (capture)
+		rc = bc_capture_hold(client, &req, 0, &res, &err);
+	else
+		rc = bc_reconcile_hold(client, &req, 0, &res, &err);
+	bc_client_free(client);
+	if (rc != 0)
+		return cli_grpc_error(c, what(c, capture ? "CaptureHold" : "ReconcileHold"), &err);
+	return print_hold_mutation(c, &res);
+}
+
+static int cmd_reconcile(cli *c, int argc, char **argv)
+{
+	return reconcile_or_capture(c, argc, argv, false);
+}
+
+static int cmd_capture(cli *c, int argc, char **argv)
+{
+	return reconcile_or_capture(c, argc, argv, true);
+}
+
+/* clang-format off */
+static const char increment_help[] =
+	"usage: budgetctl increment --capability C --grant N [--max-invocations N] [options]\n"
+	"\n"
+	"IncrementInvocation: count one invocation of the grant without any cost,\n"
+	"unless it already has --max-invocations invocations (then exit status 1).\n"
+	"\n"
+	"  --capability C       the capability (capability_id)\n"
+	"  --grant N            the grant index (grant_index)\n"
+	"  --max-invocations N  deny when the grant already has N invocations\n"
+	"  --event E            idempotency key (event_id); default: a random one\n" COMMON_HELP;
+/* clang-format on */
+
+static int cmd_increment(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        CLI_COMMON_OPTIONS,   OPTS_CAPABILITY, OPTS_GRANT,
+	        OPTS_MAX_INVOCATIONS, OPTS_EVENT,      OPTS_END,
+	};
+	bc_increment_invocation_result res;
+	bc_client *client;
+	bc_error err;
+	args a;
+	int rc;
+
+	if ((rc = parse(c, argc, argv, opts, increment_help, &a)) >= 0)
+		return rc;
+	if ((rc = no_positional(c, &a)) || (rc = need(c, a.capability, "--capability")) ||
+	    (rc = need(c, a.has_grant, "--grant")))
+		return rc;
+	bc_increment_invocation_request req = {
+	        .capability_id = a.capability,
+	        .grant_index = a.grant,
+	        .has_max_invocations = a.has_max_invocations,
+	        .max_invocations = a.max_invocations,
+	        .event_id = a.event,
+	};
+	if ((rc = cli_connect(c, &client)) != 0)
+		return rc;
+	rc = bc_increment_invocation(client, &req, 0, &res, &err);
+	bc_client_free(client);
+	if (rc != 0)
+		return cli_grpc_error(c, what(c, "IncrementInvocation"), &err);
+	if (c->json) {
+		json_t *o = json_object_or_die();
+
+		json_set(o, "allowed", json_boolean(res.allowed));
+		json_set(o, "invocationCountAfter", json_integer(res.invocation_count_after));
+		json_set(o, "metadata", json_metadata(&res.metadata));
+		rc = json_print(o);
+	} else {
+		table *t = table_new(2, NULL);
+
+		table_kv(t, "allowed", "%s", res.allowed ? "true" : "false");
+		kv_u64(t, "invocation_count_after", res.invocation_count_after);
+		kv_metadata(t, &res.metadata);
+		table_print(t, stdout);
+	}
+	if (rc == 0 && !res.allowed)
+		rc = EXIT_DENIED;
+	bc_increment_invocation_result_free(&res);
+	return rc;
+}
+
+/* clang-format off */
+static const char usage_help[] =
+	"usage: budgetctl usage --capability C --grant N [options]\n"
+	"\n"
+	"GetUsage: the usage record of one grant. A grant never charged has none\n"
+	"(still exit status 0; --json prints {}).\n"
+	"\n"
+	"  --capability C       the capability (capability_id)\n"
+	"  --grant N            the grant index (grant_index)\n" COMMON_HELP;
+/* clang-format on */
+
+static void kv_usage(table *t, const bc_usage_record *u)
+{
+	table_kv(t, "capability_id", "%s", u->capability_id);
+	kv_u64(t, "grant_index", u->grant_index);
+	kv_u64(t, "invocation_count", u->invocation_count);
+	kv_u64(t, "total_cost_exposed", u->total_cost_exposed);
+	kv_u64(t, "total_cost_realized_spend", u->total_cost_realized_spend);
+	kv_u64(t, "committed_cost_units", u->committed_cost_units);
+	kv_u64(t, "seq", u->seq);
+	kv_time(t, "updated_at", u->has_updated_at, &u->updated_at);
+}
+
+static int cmd_usage(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        CLI_COMMON_OPTIONS,
+	        OPTS_CAPABILITY,
+	        OPTS_GRANT,
+	        OPTS_END,
+	};
+	bc_usage_result res;
+	bc_client *client;
+	bc_error err;
+	args a;
+	int rc;
+
+	if ((rc = parse(c, argc, argv, opts, usage_help, &a)) >= 0)
+		return rc;
+	if ((rc = no_positional(c, &a)) || (rc = need(c, a.capability, "--capability")) ||
+	    (rc = need(c, a.has_grant, "--grant")))
+		return rc;
+	if ((rc = cli_connect(c, &client)) != 0)
+		return rc;
+	rc = bc_get_usage(client, a.capability, a.grant, 0, &res, &err);
+	bc_client_free(client);
+	if (rc != 0)
+		return cli_grpc_error(c, what(c, "GetUsage"), &err);
+	if (c->json) {
+		json_t *root = json_object_or_die();
+
+		if (res.found)
+			json_set(root, "usage", json_usage(&res.usage));
+		rc = json_print(root);
+	} else if (res.found) {
+		table *t = table_new(2, NULL);
+
+		kv_usage(t, &res.usage);
+		table_print(t, stdout);
+	} else {
+		printf("no usage record for capability %s grant %" PRIu64 "\n", a.capability,
+		       a.grant);
+	}
+	bc_usage_result_free(&res);
+	return rc;
+}
+
+/* clang-format off */
+static const char usages_help[] =
+	"usage: budgetctl usages [--limit N] [--capability C] [options]\n"
+	"\n"
+	"ListUsages: usage records, most recently updated first.\n"
+	"\n"
+	"  --limit N            at most N records, 1 to 1000 (default: the server's, 100)\n"
+	"  --capability C       only the records of this capability (capability_id)\n" COMMON_HELP;
+/* clang-format on */
+
+static int cmd_usages(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        CLI_COMMON_OPTIONS,
+	        OPT("limit", O_LIMIT),
+	        OPTS_CAPABILITY,
+	        OPTS_END,
+	};
+	static const char *const headers[] = {"CAPABILITY", "GRANT",     "INVOCATIONS",
+	                                      "EXPOSED",    "REALIZED",  "COMMITTED",
+	                                      "SEQ",        "UPDATED_AT"};
+	bc_list_usages_request req = {0};
+	bc_usage_list res;
+	bc_client *client;
+	bc_error err;
+	args a;
+	int rc;
+
+	if ((rc = parse(c, argc, argv, opts, usages_help, &a)) >= 0)
+		return rc;
+	if ((rc = no_positional(c, &a)))
+		return rc;
+	req.limit = (uint32_t)a.limit;
+	req.capability_id = a.capability;
+	if ((rc = cli_connect(c, &client)) != 0)
+		return rc;
+	rc = bc_list_usages(client, &req, 0, &res, &err);
+	bc_client_free(client);
+	if (rc != 0)
+		return cli_grpc_error(c, what(c, "ListUsages"), &err);
+	if (c->json) {
+		json_t *root = json_object_or_die();
+		json_t *list = json_array();
+
+		if (!list)
+			return json_print(NULL);
+		for (size_t i = 0; i < res.count; i++)
+			if (json_array_append_new(list, json_usage(&res.usages[i])) != 0)
+				return json_print(NULL);
+		json_set(root, "usages", list);
+		rc = json_print(root);
+	} else {
+		table *t = table_new(8, headers);
+
+		for (size_t col = 1; col < 7; col++)
+			table_right_align(t, col);
+		for (size_t i = 0; i < res.count; i++) {
+			const bc_usage_record *u = &res.usages[i];
+			char g[CLI_NUM_SIZE], n[CLI_NUM_SIZE], e[CLI_NUM_SIZE], r[CLI_NUM_SIZE],
+			        cc[CLI_NUM_SIZE], s[CLI_NUM_SIZE], tm[CLI_TIME_SIZE];
+
+			table_add(t, u->capability_id, fmt_u64(g, u->grant_index),
+			          fmt_u64(n, u->invocation_count),
+			          fmt_u64(e, u->total_cost_exposed),
+			          fmt_u64(r, u->total_cost_realized_spend),
+			          fmt_u64(cc, u->committed_cost_units), fmt_u64(s, u->seq),
+			          fmt_time(tm, u->has_updated_at, &u->updated_at));
+		}
+		table_print(t, stdout);
+	}
+	bc_usage_list_free(&res);
+	return rc;
+}
+
+/* clang-format off */
+static const char events_help[] =
+	"usage: budgetctl events [--limit N] [--capability C] [--grant N] [--after SEQ]\n"
+	"                        [options]\n"
+	"\n"
+	"ListMutationEvents: the mutation log in event_seq order, denied requests\n"
+	"included. The last line (JSON: nextAfterCommitIndex) is the --after value\n"
+	"for the next page.\n"
+	"\n"
+	"  --limit N            at most N events, 1 to 1000 (default: the server's, 100)\n"
+	"  --capability C       only events of this capability (capability_id)\n"
+	"  --grant N            only events of this grant index (grant_index)\n"
+	"  --after SEQ          only events with event_seq above SEQ "
+	"(after_commit_index)\n" COMMON_HELP;
+/* clang-format on */
+
+static int cmd_events(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        CLI_COMMON_OPTIONS, OPT("limit", O_LIMIT), OPTS_CAPABILITY,
+	        OPTS_GRANT,         OPT("after", O_AFTER), OPT("after-commit-index", O_AFTER),
+	        OPTS_END,
+	};
+	static const char *const headers[] = {
+	        "SEQ",           "RECORDED_AT",    "KIND",     "CAPABILITY", "GRANT",
+	        "HOLD",          "RESULT",         "EXPOSURE", "REALIZED",   "INVOCATIONS_AFTER",
+	        "EXPOSED_AFTER", "REALIZED_AFTER", "EVENT_ID"};
+	bc_list_mutation_events_request req = {0};
+	bc_event_list res;
+	bc_client *client;
+	bc_error err;
+	args a;
+	int rc;
+
+	if ((rc = parse(c, argc, argv, opts, events_help, &a)) >= 0)
+		return rc;
+	if ((rc = no_positional(c, &a)))
+		return rc;
+	req.limit = (uint32_t)a.limit;
+	req.capability_id = a.capability;
+	req.has_grant_index = a.has_grant;
+	req.grant_index = a.grant;
+	req.after_commit_index = a.after;
+	if ((rc = cli_connect(c, &client)) != 0)
+		return rc;
+	rc = bc_list_mutation_events(client, &req, 0, &res, &err);
+	bc_client_free(client);
+	if (rc != 0)
+		return cli_grpc_error(c, what(c, "ListMutationEvents"), &err);
+	if (c->json) {
+		json_t *root = json_object_or_die();
+		json_t *list = json_array();
+
+		if (!list)
+			return json_print(NULL);
+		for (size_t i = 0; i < res.count; i++)
+			if (json_array_append_new(list, json_event(&res.events[i])) != 0)
+				return json_print(NULL);
+		json_set(root, "events", list);
+		json_set(root, "nextAfterCommitIndex", json_u64(res.next_after_commit_index));
+		rc = json_print(root);
+	} else {
+		table *t = table_new(13, headers);
+		static const size_t right[] = {0, 4, 7, 8, 9, 10, 11};
+
+		for (size_t i = 0; i < sizeof(right) / sizeof(right[0]); i++)
+			table_right_align(t, right[i]);
+		for (size_t i = 0; i < res.count; i++) {
+			const bc_mutation_event *e = &res.events[i];
+			char seq[CLI_NUM_SIZE], g[CLI_NUM_SIZE], x[CLI_NUM_SIZE], r[CLI_NUM_SIZE],
+			        n[CLI_NUM_SIZE], xa[CLI_NUM_SIZE], ra[CLI_NUM_SIZE],
+			        tm[CLI_TIME_SIZE];
+			char kind[64], result[96];
+
+			snprintf(kind, sizeof(kind), "%s",
+			         enum_short(bc_mutation_kind_name(e->kind), "MUTATION_KIND_",
+			                    e->kind));
+			if (!e->has_allowed)
+				snprintf(result, sizeof(result), "-");
+			else if (e->allowed)
+				snprintf(result, sizeof(result), "allowed");
+			else
+				snprintf(result, sizeof(result), "denied:%s",
+				         denial_short(e->denial_reason));
+			table_add(t, fmt_u64(seq, e->event_seq),
+			          fmt_time(tm, e->has_recorded_at, &e->recorded_at), kind,
+			          e->capability_id, fmt_u64(g, e->grant_index),
+			          e->hold_id ? e->hold_id : "-", result,
+			          fmt_u64(x, e->exposure_units),
+			          fmt_u64(r, e->realized_spend_units),
+			          fmt_u64(n, e->invocation_count_after),
+			          fmt_u64(xa, e->total_cost_exposed_after),
+			          fmt_u64(ra, e->total_cost_realized_spend_after), e->event_id);
+		}
+		table_print(t, stdout);
+		printf("next_after_commit_index: %" PRIu64 "\n", res.next_after_commit_index);
+	}
+	bc_event_list_free(&res);
+	return rc;
+}
+
+/* clang-format off */
+static const char hold_help[] =
+	"usage: budgetctl hold [--hold] H [options]\n"
+	"\n"
+	"GetHold: one hold, in any disposition (exit status 8, NOT_FOUND, when no hold\n"
+	"has that id).\n"
+	"\n"
+	"  --hold H             the hold's id (hold_id); may also be given alone\n" COMMON_HELP;
+/* clang-format on */
+
+static int cmd_hold(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        CLI_COMMON_OPTIONS,
+	        OPTS_HOLD,
+	        OPTS_END,
+	};
+	bc_client *client;
+	bc_error err;
+	bc_hold h;
+	args a;
+	int rc;
+
+	if ((rc = parse(c, argc, argv, opts, hold_help, &a)) >= 0)
+		return rc;
+	if (!a.hold && a.npositional > 0) {
+		if ((rc = nonempty(c, "hold id", a.positional[0], &a.hold)))
+			return rc;
+		a.positional++;
+		a.npositional--;
+	}
+	if ((rc = no_positional(c, &a)) || (rc = need(c, a.hold, "the hold id (--hold H)")))
+		return rc;
+	if ((rc = cli_connect(c, &client)) != 0)
+		return rc;
+	rc = bc_get_hold(client, a.hold, 0, &h, &err);
+	bc_client_free(client);
+	if (rc != 0)
+		return cli_grpc_error(c, what(c, "GetHold"), &err);
+	if (c->json) {
+		json_t *root = json_object_or_die();
+
+		json_set(root, "hold", json_hold(&h));
+		rc = json_print(root);
+	} else {
+		table *t = table_new(2, NULL);
+
+		table_kv(t, "hold_id", "%s", h.hold_id);
+		table_kv(t, "capability_id", "%s", h.capability_id);
+		kv_u64(t, "grant_index", h.grant_index);
+		kv_u64(t, "authorized_exposure_units", h.authorized_exposure_units);
+		kv_u64(t, "remaining_exposure_units", h.remaining_exposure_units);
+		table_kv(t, "debited_invocation", "%s", h.debited_invocation ? "true" : "false");
+		table_kv(t, "disposition", "%s",
+		         enum_short(bc_hold_disposition_name(h.disposition), "HOLD_DISPOSITION_",
+		                    h.disposition));
+		kv_authority(t, h.has_authority, &h.authority);
+		kv_time(t, "created_at", h.has_created_at, &h.created_at);
+		kv_time(t, "updated_at", h.has_updated_at, &h.updated_at);
+		table_print(t, stdout);
+	}
+	bc_hold_free(&h);
+	return rc;
+}
+
+/* clang-format off */
+static const char info_help[] =
+	"usage: budgetctl info [options]\n"
+	"\n"
+	"GetServerInfo: the server's version, authority, guarantees and\n"
+	"current commit index.\n" COMMON_HELP;
+/* clang-format on */
+
+static int cmd_info(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        CLI_COMMON_OPTIONS,
+	        OPTS_END,
+	};
+	bc_server_info info;
+	bc_client *client;
+	bc_error err;
+	args a;
+	int rc;
+
+	if ((rc = parse(c, argc, argv, opts, info_help, &a)) >= 0)
+		return rc;
+	if ((rc = no_positional(c, &a)))
+		return rc;
+	if ((rc = cli_connect(c, &client)) != 0)
+		return rc;
+	rc = bc_get_server_info(client, 0, &info, &err);
+	bc_client_free(client);
+	if (rc != 0)
+		return cli_grpc_error(c, what(c, "GetServerInfo"), &err);
+	if (c->json) {
+		json_t *o = json_object_or_die();
+
+		json_set(o, "version", json_str(info.version));
+		json_set(o, "authorityId", json_str(info.authority_id));
+		json_set(o, "guaranteeLevel",
+		         json_enum(bc_guarantee_level_name(info.guarantee_level),
+		                   info.guarantee_level));
+		json_set(o, "budgetProfile",
+		         json_enum(bc_budget_profile_name(info.budget_profile),
+		                   info.budget_profile));
+		json_set(o, "meteringProfile",
+		         json_enum(bc_metering_profile_name(info.metering_profile),
+		                   info.metering_profile));
+		json_set(o, "commitIndex", json_u64(info.commit_index));
+		if (info.has_started_at)
+			json_set(o, "startedAt", json_time(&info.started_at));
+		rc = json_print(o);
+	} else {
+		table *t = table_new(2, NULL);
+
+		table_kv(t, "version", "%s", info.version);
+		table_kv(t, "authority_id", "%s", info.authority_id);
+		table_kv(t, "guarantee_level", "%s",
+		         enum_short(bc_guarantee_level_name(info.guarantee_level),
+		                    "GUARANTEE_LEVEL_", info.guarantee_level));
+		table_kv(t, "budget_profile", "%s",
+		         enum_short(bc_budget_profile_name(info.budget_profile), "BUDGET_PROFILE_",
+		                    info.budget_profile));
+		table_kv(t, "metering_profile", "%s",
+		         enum_short(bc_metering_profile_name(info.metering_profile),
+		                    "METERING_PROFILE_", info.metering_profile));
+		kv_u64(t, "commit_index", info.commit_index);
+		kv_time(t, "started_at", info.has_started_at, &info.started_at);
+		table_print(t, stdout);
+	}
+	bc_server_info_free(&info);
+	return rc;
+}
+
+/* clang-format off */
+static const char health_help[] =
+	"usage: budgetctl health [--service S] [options]\n"
+	"\n"
+	"grpc.health.v1.Health/Check: whether the server (or one of its services) is\n"
+	"serving. Exit status 0 when SERVING, 1 otherwise (NOT_SERVING while the server\n"
+	"shuts down).\n"
+	"\n"
+	"  --service S          the service to check, e.g. budgetd.v1.BudgetAuthority\n"
+	"                       (default: \"\", the whole server)\n" COMMON_HELP;
+/* clang-format on */
+
+static int cmd_health(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        CLI_COMMON_OPTIONS,
+	        OPT("service", O_SERVICE),
+	        OPTS_END,
+	};
+	bc_serving_status status;
+	bc_client *client;
+	bc_error err;
+	args a;
+	int rc;
+
+	if ((rc = parse(c, argc, argv, opts, health_help, &a)) >= 0)
+		return rc;
+	if ((rc = no_positional(c, &a)))
+		return rc;
+	if ((rc = cli_connect(c, &client)) != 0)
+		return rc;
+	rc = bc_health_check(client, a.service, 0, &status, &err);
+	bc_client_free(client);
+	if (rc != 0)
+		return cli_grpc_error(c, what(c, "Health/Check"), &err);
+	if (c->json) {
+		json_t *o = json_object_or_die();
+
+		json_set(o, "status", json_enum(bc_serving_status_name(status), status));
+		rc = json_print(o);
+	} else {
+		printf("status: %s\n", enum_short(bc_serving_status_name(status), "", status));
+	}
+	if (rc == 0 && status != BC_SERVING_STATUS_SERVING)
+		rc = EXIT_DENIED;
+	return rc;
+}
+
+const command cli_commands[] = {
+        {"authorize", "authorize a hold (AuthorizeHold)", authorize_help, cmd_authorize},
+        {"release", "release exposure (ReleaseHold)", release_help, cmd_release},
+        {"reverse", "reverse a hold whose call never ran (ReverseHold)", reverse_help, cmd_reverse},
+        {"reconcile", "settle a hold with the actual spend (ReconcileHold)", reconcile_help,
+         cmd_reconcile},
+        {"capture", "the same as reconcile (CaptureHold)", capture_help, cmd_capture},
+        {"increment", "count an invocation without cost (IncrementInvocation)", increment_help,
+         cmd_increment},
+        {"usage", "show the usage of one grant (GetUsage)", usage_help, cmd_usage},
+        {"usages", "list usage records (ListUsages)", usages_help, cmd_usages},
+        {"events", "list the mutation log (ListMutationEvents)", events_help, cmd_events},
+        {"hold", "show one hold (GetHold)", hold_help, cmd_hold},
+        {"info", "show the server's version and guarantees (GetServerInfo)", info_help, cmd_info},
+        {"health", "check the server's health (grpc.health.v1.Health/Check)", health_help,
+         cmd_health},
+};
+const size_t cli_command_count = sizeof(cli_commands) / sizeof(cli_commands[0]);

@@ -1,0 +1,469 @@
+/* budgetd/client.h - the C client of budgetd, the budget authority.
+ *
+ * One function per RPC of budgetd.v1.BudgetAuthority (see
+ * proto/budgetd/v1/budget_authority.proto for the meaning of every field),
+ * plus grpc.health.v1.Health/Check. Calls are synchronous and bounded by a
+ * deadline. No gRPC or protobuf type appears here: requests and results are
+ * plain C structs whose fields carry the .proto field names.
+ *
+ * Conventions:
+ * - Every call returns 0 on success, or minus a gRPC status code (a
+ *   negative BC_STATUS_* value) on failure; when `err` is not NULL it then
+ *   holds the code and a message. A denial by a budget limit is NOT an
+ *   error: it is a successful call whose result says authorized = false
+ *   (or allowed = false).
+ * - Strings in requests are borrowed for the duration of the call. An
+ *   optional string is absent when NULL; an optional number is absent when
+ *   its has_ flag is false.
+ * - `deadline_ms` of every call is the deadline of each attempt in
+ *   milliseconds; 0 means the client's default (bc_options.deadline_ms).
+ * - Results are structs the caller allocates (usually on the stack). The
+ *   call zeroes `*out` first and fills it on success; the strings and arrays
+ *   inside belong to the result and are released with the result type's
+ *   *_free function, which also accepts a zeroed or already freed result.
+ *   Required strings in a result are never NULL (possibly ""); optional ones
+ *   are NULL when unset.
+ * - Thread safety: one bc_client may be used by any number of threads at
+ *   once. bc_client_free must not race with calls on the same client.
+ * - Process: gRPC starts threads of its own; do not fork() while a client
+ *   exists.
+ *
+ * Safe retries: for the mutations (authorize, release, reverse, reconcile,
+ * capture, increment) the client sends an event_id with every request: the
+ * caller's, or a fresh random one (128 bits as 32 lowercase hex digits,
+ * returned in the result's metadata.event_id). An attempt that fails with
+ * UNAVAILABLE or DEADLINE_EXCEEDED is repeated with the same event_id, after
+ * a bounded exponential backoff with jitter, so the server applies the
+ * mutation at most once (a repeat of an applied mutation answers with
+ * metadata.replayed = true). Reads are retried on UNAVAILABLE only. Each
+ * attempt gets the whole per-call deadline. To retry across a failed call
+ * (or a process restart) yourself, choose the event_id up front, e.g. with
+ * bc_event_id_new, and send the same one again.
+ */
+#ifndef BUDGETD_CLIENT_H
+#define BUDGETD_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define BC_API __attribute__((visibility("default")))
+#else
+#define BC_API
+#endif
+
+#define BC_DEADLINE_MS_DEFAULT     5000 /* per attempt, when none is given */
+#define BC_MAX_ATTEMPTS_DEFAULT    5    /* attempts of one call, the first included */
+#define BC_MAX_ATTEMPTS_MAX        100
+#define BC_BACKOFF_BASE_MS_DEFAULT 50   /* wait before the first retry */
+#define BC_BACKOFF_MAX_MS_DEFAULT  2000 /* longest wait between two attempts */
+#define BC_RECV_MESSAGE_BYTES_MAX  (8 * 1024 * 1024)
+#define BC_EVENT_ID_SIZE           33 /* 32 hex digits and the NUL */
+#define BC_ERROR_MESSAGE_MAX       512
+
+/* gRPC status codes (the values of grpc_status_code). */
+enum {
+	BC_STATUS_OK = 0,
+	BC_STATUS_CANCELLED = 1,
+	BC_STATUS_UNKNOWN = 2,
+	BC_STATUS_INVALID_ARGUMENT = 3,
+	BC_STATUS_DEADLINE_EXCEEDED = 4,
+	BC_STATUS_NOT_FOUND = 5,
+	BC_STATUS_ALREADY_EXISTS = 6,
+	BC_STATUS_PERMISSION_DENIED = 7,
+	BC_STATUS_RESOURCE_EXHAUSTED = 8,
+	BC_STATUS_FAILED_PRECONDITION = 9,
+	BC_STATUS_ABORTED = 10,
+	BC_STATUS_OUT_OF_RANGE = 11,
+	BC_STATUS_UNIMPLEMENTED = 12,
+	BC_STATUS_INTERNAL = 13,
+	BC_STATUS_UNAVAILABLE = 14,
+	BC_STATUS_DATA_LOSS = 15,
+	BC_STATUS_UNAUTHENTICATED = 16,
+};
+
+/* An error: a gRPC status code and a message for a person. Errors found by
+ * the client itself use the same codes: INVALID_ARGUMENT (bad options or
+ * arguments), INTERNAL (an undecodable response), RESOURCE_EXHAUSTED (out
+ * of memory). */
+typedef struct bc_error {
+	int code;                           /* a BC_STATUS_* value */
+	char message[BC_ERROR_MESSAGE_MAX]; /* the server's status message, or ours */
+} bc_error;
+
+/* "UNAVAILABLE" for BC_STATUS_UNAVAILABLE, ...; "UNKNOWN" for other values. */
+BC_API const char *bc_status_name(int code);
+
+/* ---- enums: the values of the .proto enums ------------------------------ */
+
+typedef enum bc_guarantee_level {
+	BC_GUARANTEE_LEVEL_UNSPECIFIED = 0,
+	BC_GUARANTEE_LEVEL_SINGLE_NODE_ATOMIC = 1,
+} bc_guarantee_level;
+
+typedef enum bc_budget_profile {
+	BC_BUDGET_PROFILE_UNSPECIFIED = 0,
+	BC_BUDGET_PROFILE_AUTHORITATIVE_HOLD_EVENT = 1,
+} bc_budget_profile;
+
+typedef enum bc_metering_profile {
+	BC_METERING_PROFILE_UNSPECIFIED = 0,
+	BC_METERING_PROFILE_MAX_COST_PREAUTHORIZE_THEN_RECONCILE_ACTUAL = 1,
+} bc_metering_profile;
+
+typedef enum bc_mutation_kind {
+	BC_MUTATION_KIND_UNSPECIFIED = 0,
+	BC_MUTATION_KIND_INCREMENT_INVOCATION = 1,
+	BC_MUTATION_KIND_AUTHORIZE_EXPOSURE = 2,
+	BC_MUTATION_KIND_REVERSE_EXPOSURE = 3,
+	BC_MUTATION_KIND_RELEASE_EXPOSURE = 4,
+	BC_MUTATION_KIND_RECONCILE_SPEND = 5,
+} bc_mutation_kind;
+
+typedef enum bc_hold_disposition {
+	BC_HOLD_DISPOSITION_UNSPECIFIED = 0,
+	BC_HOLD_DISPOSITION_OPEN = 1,
+	BC_HOLD_DISPOSITION_RELEASED = 2,
+	BC_HOLD_DISPOSITION_REVERSED = 3,
+	BC_HOLD_DISPOSITION_RECONCILED = 4,
+} bc_hold_disposition;
+
+typedef enum bc_denial_reason {
+	BC_DENIAL_REASON_UNSPECIFIED = 0, /* not denied */
+	BC_DENIAL_REASON_MAX_INVOCATIONS = 1,
+	BC_DENIAL_REASON_MAX_COST_PER_INVOCATION = 2,
+	BC_DENIAL_REASON_MAX_TOTAL_COST = 3,
+} bc_denial_reason;
+
+/* grpc.health.v1.HealthCheckResponse.ServingStatus */
+typedef enum bc_serving_status {
+	BC_SERVING_STATUS_UNKNOWN = 0,
+	BC_SERVING_STATUS_SERVING = 1,
+	BC_SERVING_STATUS_NOT_SERVING = 2,
+	BC_SERVING_STATUS_SERVICE_UNKNOWN = 3,
+} bc_serving_status;
+
+/* The .proto value names ("MUTATION_KIND_RECONCILE_SPEND", "SERVING", ...),
+ * static strings; NULL for a value this client does not know (a newer
+ * server may send one: enums in results keep the number). */
+BC_API const char *bc_guarantee_level_name(int value);
+BC_API const char *bc_budget_profile_name(int value);
+BC_API const char *bc_metering_profile_name(int value);
+BC_API const char *bc_mutation_kind_name(int value);
+BC_API const char *bc_hold_disposition_name(int value);
+BC_API const char *bc_denial_reason_name(int value);
+BC_API const char *bc_serving_status_name(int value);
+
+/* ---- the client ---------------------------------------------------------- */
+
+/* How to reach budgetd. A zeroed struct (plus `target`) gives the defaults. */
+typedef struct bc_options {
+	const char *target;   /* "host:port", "unix:/path" (any gRPC target); required */
+	int deadline_ms;      /* per attempt; 0: BC_DEADLINE_MS_DEFAULT */
+	bool disable_retries; /* true: one attempt per call */
+	int max_attempts;     /* 0: BC_MAX_ATTEMPTS_DEFAULT; at most BC_MAX_ATTEMPTS_MAX */
+	int backoff_base_ms;  /* 0: BC_BACKOFF_BASE_MS_DEFAULT */
+	int backoff_max_ms;   /* 0: BC_BACKOFF_MAX_MS_DEFAULT; at least backoff_base_ms */
+	/* TLS: used when any of these is set; otherwise the connection is
+	 * plaintext. Files are PEM and read once, by bc_client_new. */
+	bool tls;                    /* TLS with the system's CA roots */
+	const char *ca_file;         /* roots to verify the server with */
+	const char *cert_file;       /* client certificate chain (with key_file) */
+	const char *key_file;        /* client private key (with cert_file) */
+	const char *tls_server_name; /* name to verify instead of the target's host */
+} bc_options;
+
+typedef struct bc_client bc_client;
+
+/* Creates a client for `opts->target`. No connection is made yet (the first
+ * call connects). `opts` is copied; its strings need not outlive the call.
+ * On success *out is owned by the caller and released with bc_client_free.
+ * Fails with INVALID_ARGUMENT for bad options or unreadable TLS files. */
+BC_API int bc_client_new(const bc_options *opts, bc_client **out, bc_error *err);
+
+/* Closes the channel and frees the client. NULL is allowed. */
+BC_API void bc_client_free(bc_client *client);
+
+/* Writes a new random event id (32 lowercase hex digits) into `out`. */
+BC_API int bc_event_id_new(char out[BC_EVENT_ID_SIZE], bc_error *err);
+
+/* ---- requests and results ------------------------------------------------ */
+
+/* The authority lease of a request (borrowed strings). */
+typedef struct bc_authority {
+	const char *authority_id;
+	const char *lease_id;
+	uint64_t lease_epoch;
+} bc_authority;
+
+/* The authority lease in a result (strings owned by the result). */
+typedef struct bc_authority_info {
+	char *authority_id;
+	char *lease_id;
+	uint64_t lease_epoch;
+} bc_authority_info;
+
+/* google.protobuf.Timestamp: Unix time. */
+typedef struct bc_timestamp {
+	int64_t seconds;
+	int32_t nanos; /* 0..999999999 */
+} bc_timestamp;
+
+/* CommitMetadata: how and where a mutation was committed. */
+typedef struct bc_commit_metadata {
+	bool has_authority;
+	bc_authority_info authority;
+	bc_guarantee_level guarantee_level;
+	bc_budget_profile budget_profile;
+	bc_metering_profile metering_profile;
+	bool has_budget_commit_index; /* false for a denial */
+	uint64_t budget_commit_index;
+	char *event_id;    /* the event's idempotency key */
+	char *budget_term; /* "<authority_id>:<lease_epoch>"; NULL without authority */
+	bool replayed;     /* answered from the log: this call changed nothing */
+} bc_commit_metadata;
+
+/* AuthorizeHold. */
+typedef struct bc_authorize_hold_request {
+	const char *capability_id;
+	uint64_t grant_index;
+	bool has_max_invocations;
+	uint64_t max_invocations;
+	uint64_t requested_exposure_units;
+	bool has_max_cost_per_invocation;
+	uint64_t max_cost_per_invocation;
+	bool has_max_total_cost_units;
+	uint64_t max_total_cost_units;
+	const char *hold_id;           /* the hold to open; NULL: none */
+	const char *event_id;          /* NULL: the client generates one */
+	const bc_authority *authority; /* NULL: none */
+} bc_authorize_hold_request;
+
+/* AuthorizeHoldResponse: authorized, or denied by a limit. */
+typedef struct bc_authorize_hold_result {
+	bool authorized;
+	char *hold_id;                      /* NULL when the request named none */
+	uint64_t authorized_exposure_units; /* when authorized */
+	uint64_t attempted_exposure_units;  /* when denied */
+	uint64_t committed_cost_units_after;
+	uint32_t invocation_count_after;
+	bc_denial_reason denial_reason; /* when denied */
+	bc_commit_metadata metadata;
+} bc_authorize_hold_result;
+
+BC_API int bc_authorize_hold(bc_client *client, const bc_authorize_hold_request *req,
+                             int deadline_ms, bc_authorize_hold_result *out, bc_error *err);
+BC_API void bc_authorize_hold_result_free(bc_authorize_hold_result *result);
+
+/* ReleaseHold. */
+typedef struct bc_release_hold_request {
+	const char *capability_id;
+	uint64_t grant_index;
+	const char *hold_id; /* NULL: release from the grant directly */
+	uint64_t released_exposure_units;
+	const char *event_id;          /* NULL: the client generates one */
+	const bc_authority *authority; /* NULL: none */
+} bc_release_hold_request;
+
+/* ReverseHold. */
+typedef struct bc_reverse_hold_request {
+	const char *capability_id;
+	uint64_t grant_index;
+	const char *hold_id; /* NULL: reverse on the grant directly */
+	uint64_t reversed_exposure_units;
+	const char *event_id;          /* NULL: the client generates one */
+	const bc_authority *authority; /* NULL: none */
+} bc_reverse_hold_request;
+
+/* ReconcileHold, and CaptureHold (the same fields). */
+typedef struct bc_reconcile_hold_request {
+	const char *capability_id;
+	uint64_t grant_index;
+	const char *hold_id; /* NULL: settle on the grant directly */
+	uint64_t exposed_cost_units;
+	uint64_t realized_spend_units;
+	const char *event_id;          /* NULL: the client generates one */
+	const bc_authority *authority; /* NULL: none */
+} bc_reconcile_hold_request;
+typedef bc_reconcile_hold_request bc_capture_hold_request;
+
+/* HoldMutationResponse: the result of release, reverse, reconcile, capture. */
+typedef struct bc_hold_mutation_result {
+	char *hold_id;           /* NULL when the request named none */
+	uint64_t exposure_units; /* removed from the grant's exposure */
+	uint64_t realized_spend_units;
+	uint64_t committed_cost_units_after;
+	uint32_t invocation_count_after;
+	bc_commit_metadata metadata;
+} bc_hold_mutation_result;
+
+BC_API int bc_release_hold(bc_client *client, const bc_release_hold_request *req, int deadline_ms,
+                           bc_hold_mutation_result *out, bc_error *err);
+BC_API int bc_reverse_hold(bc_client *client, const bc_reverse_hold_request *req, int deadline_ms,
+                           bc_hold_mutation_result *out, bc_error *err);
+BC_API int bc_reconcile_hold(bc_client *client, const bc_reconcile_hold_request *req,
+                             int deadline_ms, bc_hold_mutation_result *out, bc_error *err);
+BC_API int bc_capture_hold(bc_client *client, const bc_capture_hold_request *req, int deadline_ms,
+                           bc_hold_mutation_result *out, bc_error *err);
+BC_API void bc_hold_mutation_result_free(bc_hold_mutation_result *result);
+
+/* IncrementInvocation. */
+typedef struct bc_increment_invocation_request {
+	const char *capability_id;
+	uint64_t grant_index;
+	bool has_max_invocations;
+	uint64_t max_invocations;
+	const char *event_id; /* NULL: the client generates one */
+} bc_increment_invocation_request;
+
+typedef struct bc_increment_invocation_result {
+	bool allowed; /* false: max_invocations denied it */
+	uint32_t invocation_count_after;
+	bc_commit_metadata metadata;
+} bc_increment_invocation_result;
+
+BC_API int bc_increment_invocation(bc_client *client, const bc_increment_invocation_request *req,
+                                   int deadline_ms, bc_increment_invocation_result *out,
+                                   bc_error *err);
+BC_API void bc_increment_invocation_result_free(bc_increment_invocation_result *result);
+
+/* UsageRecord: the usage of one grant. */
+typedef struct bc_usage_record {
+	char *capability_id;
+	uint64_t grant_index;
+	uint32_t invocation_count;
+	uint64_t total_cost_exposed;
+	uint64_t total_cost_realized_spend;
+	uint64_t committed_cost_units; /* exposed + realized */
+	uint64_t seq;                  /* commit index of the last change */
+	bool has_updated_at;
+	bc_timestamp updated_at;
+} bc_usage_record;
+
+/* GetUsage: `found` is false when the grant has no usage record. */
+typedef struct bc_usage_result {
+	bool found;
+	bc_usage_record usage;
+} bc_usage_result;
+
+BC_API int bc_get_usage(bc_client *client, const char *capability_id, uint64_t grant_index,
+                        int deadline_ms, bc_usage_result *out, bc_error *err);
+BC_API void bc_usage_result_free(bc_usage_result *result);
+
+/* ListUsages. */
+typedef struct bc_list_usages_request {
+	uint32_t limit;            /* 0: the server's default (100); at most 1000 */
+	const char *capability_id; /* NULL: all capabilities */
+} bc_list_usages_request;
+
+typedef struct bc_usage_list {
+	size_t count;
+	bc_usage_record *usages; /* `count` records, most recently updated first */
+} bc_usage_list;
+
+BC_API int bc_list_usages(bc_client *client, const bc_list_usages_request *req, int deadline_ms,
+                          bc_usage_list *out, bc_error *err);
+BC_API void bc_usage_list_free(bc_usage_list *list);
+
+/* MutationEvent: one entry of the mutation log. */
+typedef struct bc_mutation_event {
+	char *event_id;
+	char *hold_id; /* NULL when the mutation named none */
+	char *capability_id;
+	uint64_t grant_index;
+	bc_mutation_kind kind;
+	bool has_allowed; /* authorize and increment only */
+	bool allowed;
+	bc_denial_reason denial_reason;
+	bool has_recorded_at;
+	bc_timestamp recorded_at;
+	uint64_t event_seq;
+	bool has_usage_seq; /* false for a denial */
+	uint64_t usage_seq;
+	uint64_t exposure_units;
+	uint64_t realized_spend_units;
+	bool has_max_invocations;
+	uint64_t max_invocations;
+	bool has_max_cost_per_invocation;
+	uint64_t max_cost_per_invocation;
+	bool has_max_total_cost_units;
+	uint64_t max_total_cost_units;
+	uint32_t invocation_count_after;
+	uint64_t total_cost_exposed_after;
+	uint64_t total_cost_realized_spend_after;
+	bool has_authority;
+	bc_authority_info authority;
+} bc_mutation_event;
+
+/* ListMutationEvents. */
+typedef struct bc_list_mutation_events_request {
+	uint32_t limit;            /* 0: the server's default (100); at most 1000 */
+	const char *capability_id; /* NULL: all capabilities */
+	bool has_grant_index;      /* false: all grants */
+	uint64_t grant_index;
+	uint64_t after_commit_index; /* events with event_seq above this */
+} bc_list_mutation_events_request;
+
+typedef struct bc_event_list {
+	size_t count;
+	bc_mutation_event *events;        /* `count` events in event_seq order */
+	uint64_t next_after_commit_index; /* pass back as after_commit_index */
+} bc_event_list;
+
+BC_API int bc_list_mutation_events(bc_client *client, const bc_list_mutation_events_request *req,
+                                   int deadline_ms, bc_event_list *out, bc_error *err);
+BC_API void bc_event_list_free(bc_event_list *list);
+
+/* Hold. */
+typedef struct bc_hold {
+	char *hold_id;
+	char *capability_id;
+	uint64_t grant_index;
+	uint64_t authorized_exposure_units;
+	uint64_t remaining_exposure_units;
+	bool debited_invocation;
+	bc_hold_disposition disposition;
+	bool has_authority;
+	bc_authority_info authority;
+	bool has_created_at;
+	bc_timestamp created_at;
+	bool has_updated_at;
+	bc_timestamp updated_at;
+} bc_hold;
+
+/* GetHold: fails with NOT_FOUND when no hold has that id. */
+BC_API int bc_get_hold(bc_client *client, const char *hold_id, int deadline_ms, bc_hold *out,
+                       bc_error *err);
+BC_API void bc_hold_free(bc_hold *hold);
+
+/* GetServerInfo. */
+typedef struct bc_server_info {
+	char *version;
+	char *authority_id;
+	bc_guarantee_level guarantee_level;
+	bc_budget_profile budget_profile;
+	bc_metering_profile metering_profile;
+	uint64_t commit_index;
+	bool has_started_at;
+	bc_timestamp started_at;
+} bc_server_info;
+
+BC_API int bc_get_server_info(bc_client *client, int deadline_ms, bc_server_info *out,
+                              bc_error *err);
+BC_API void bc_server_info_free(bc_server_info *info);
+
+/* grpc.health.v1.Health/Check of `service` (NULL or "": the whole server).
+ * A NOT_SERVING answer is a success with *status = NOT_SERVING. */
+BC_API int bc_health_check(bc_client *client, const char *service, int deadline_ms,
+                           bc_serving_status *status, bc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
