@@ -211,8 +211,8 @@ static bool submit(bd_unary *call, bd_job *job)
 
 	if (rc == -EAGAIN)
 		bd_unary_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
-		              "the write queue is full (%d requests); retry with backoff",
-		              BD_QUEUE_JOBS_MAX);
+		              "the write queue is full (%u requests waiting); retry with backoff",
+		              bd_writer_queue_max(app->writer));
 	else if (rc == -ESHUTDOWN)
 		bd_unary_fail(call, GRPC_STATUS_UNAVAILABLE,
 		              "budgetd is shutting down; nothing was applied");

@@ -44,6 +44,7 @@ typedef struct options {
 	bd_log_level log_level;
 	const char *log_file;
 	uint64_t grace_ms;
+	unsigned queue_depth;
 } options;
 
 static const char *const served_services[] = {
@@ -89,12 +90,14 @@ static void usage(FILE *out)
 	        "  --log-level LEVEL     error, warn, info (default) or debug\n"
 	        "  --log-file PATH       log there instead of stderr (re-opened on SIGHUP)\n"
 	        "  --shutdown-grace S    seconds calls in progress get at shutdown (default %d)\n"
+	        "  --queue-depth N       requests that may wait for the writer; more are answered\n"
+	        "                        RESOURCE_EXHAUSTED at once (1 to %d, default %d)\n"
 	        "  --version             print the version and exit\n"
 	        "  --help                print this help and exit\n"
 	        "\n"
 	        "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP re-opens the log file.\n"
 	        "Exit status: 0 after a clean stop, 1 when the start fails, 2 on bad usage.\n",
-	        LISTENERS_MAX, DEFAULT_GRACE_MS / 1000);
+	        LISTENERS_MAX, DEFAULT_GRACE_MS / 1000, BD_QUEUE_JOBS_MAX, BD_QUEUE_JOBS_DEFAULT);
 }
 
 /* One line on stderr; returns the usage exit status. */
@@ -140,15 +143,17 @@ static void default_authority(options *o)
 	(void)snprintf(o->authority_id, sizeof(o->authority_id), "budgetd@%.200s", host);
 }
 
-static int parse_grace(const char *arg, uint64_t *ms)
+/* A decimal number in [min, max], nothing else. 0 or -1. */
+static int parse_number(const char *arg, unsigned long long min, unsigned long long max,
+                        unsigned long long *out)
 {
 	char *end;
 	errno = 0;
-	unsigned long long s = strtoull(arg, &end, 10);
+	unsigned long long v = strtoull(arg, &end, 10);
 
-	if (errno || end == arg || *end || arg[0] == '-' || s * 1000 > GRACE_MS_MAX)
+	if (errno || end == arg || *end || arg[0] < '0' || arg[0] > '9' || v < min || v > max)
 		return -1;
-	*ms = s * 1000;
+	*out = v;
 	return 0;
 }
 
@@ -163,6 +168,7 @@ static int parse_options(int argc, char **argv, options *o)
 		OPT_LEVEL,
 		OPT_LOGFILE,
 		OPT_GRACE,
+		OPT_QUEUE,
 		OPT_VERSION,
 		OPT_HELP
 	};
@@ -174,13 +180,16 @@ static int parse_options(int argc, char **argv, options *o)
 	        {"log-level", required_argument, NULL, OPT_LEVEL},
 	        {"log-file", required_argument, NULL, OPT_LOGFILE},
 	        {"shutdown-grace", required_argument, NULL, OPT_GRACE},
+	        {"queue-depth", required_argument, NULL, OPT_QUEUE},
 	        {"version", no_argument, NULL, OPT_VERSION},
 	        {"help", no_argument, NULL, OPT_HELP},
 	        {NULL, 0, NULL, 0},
 	};
+	unsigned long long v;
 	int c;
 
 	memset(o, 0, sizeof(*o));
+	o->queue_depth = BD_QUEUE_JOBS_DEFAULT;
 	o->sync = BS_SYNC_FULL;
 	o->log_level = BD_LOG_INFO;
 	o->grace_ms = DEFAULT_GRACE_MS;
@@ -219,10 +228,17 @@ static int parse_options(int argc, char **argv, options *o)
 			o->log_file = optarg;
 			break;
 		case OPT_GRACE:
-			if (parse_grace(optarg, &o->grace_ms))
-				return usage_error("--shutdown-grace must be 0 to 3600 seconds, not"
-				                   " `%s`",
-				                   optarg);
+			if (parse_number(optarg, 0, GRACE_MS_MAX / 1000, &v))
+				return usage_error(
+				        "--shutdown-grace must be 0 to %d seconds, not `%s`",
+				        GRACE_MS_MAX / 1000, optarg);
+			o->grace_ms = v * 1000;
+			break;
+		case OPT_QUEUE:
+			if (parse_number(optarg, 1, BD_QUEUE_JOBS_MAX, &v))
+				return usage_error("--queue-depth must be 1 to %d, not `%s`",
+				                   BD_QUEUE_JOBS_MAX, optarg);
+			o->queue_depth = (unsigned)v;
 			break;
 		case OPT_VERSION:
 			printf("budgetd " BD_VERSION "\n");
@@ -425,7 +441,7 @@ static int run(daemon_state *d)
 		return 1;
 	grpc_init();
 	int rc = 1;
-	if (bd_writer_create(d->loop, d->store, &d->app.writer) != 0) {
+	if (bd_writer_create(d->loop, d->store, d->opts.queue_depth, &d->app.writer) != 0) {
 		bd_log_error("cannot start the writer thread");
 	} else if (build_server(d) == 0 && add_listeners(d) == 0 && start_signals(d) == 0 &&
 	           bd_server_start(d->server) == 0) {

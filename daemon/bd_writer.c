@@ -16,6 +16,7 @@ struct bd_writer {
 	bd_job *queue_head, *queue_tail;
 	unsigned queued;
 	bool stopping;
+	unsigned queue_max;
 	bd_job *done_head, *done_tail;
 	bd_writer_stats stats;
 	/* writer thread only */
@@ -165,13 +166,14 @@ static void deliver(uv_async_t *handle)
 	}
 }
 
-int bd_writer_create(uv_loop_t *loop, bs_store *store, bd_writer **out)
+int bd_writer_create(uv_loop_t *loop, bs_store *store, unsigned queue_max, bd_writer **out)
 {
 	bd_writer *w = calloc(1, sizeof(*w));
 
 	*out = NULL;
 	if (!w)
 		return -ENOMEM;
+	w->queue_max = queue_max;
 	w->loop = loop;
 	w->store = store;
 	w->delivered.data = w;
@@ -206,7 +208,7 @@ int bd_writer_submit(bd_writer *w, bd_job *job)
 	uv_mutex_lock(&w->lock);
 	if (w->stopping) {
 		rc = -ESHUTDOWN;
-	} else if (w->queued >= BD_QUEUE_JOBS_MAX) {
+	} else if (w->queued >= w->queue_max) {
 		rc = -EAGAIN;
 	} else {
 		bool was_empty = w->queue_head == NULL;
@@ -218,6 +220,11 @@ int bd_writer_submit(bd_writer *w, bd_job *job)
 	}
 	uv_mutex_unlock(&w->lock);
 	return rc;
+}
+
+unsigned bd_writer_queue_max(const bd_writer *w)
+{
+	return w->queue_max;
 }
 
 void bd_writer_stats_get(bd_writer *w, bd_writer_stats *out)

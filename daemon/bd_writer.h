@@ -14,9 +14,10 @@
 
 #include "bs_store.h"
 
-#define BD_BATCH_MUTATIONS_MAX 256  /* mutations per group commit */
-#define BD_QUEUE_JOBS_MAX      4096 /* jobs waiting for the writer */
-#define BD_IDLE_CHECKPOINT_MS  1000 /* idle time before a store checkpoint */
+#define BD_BATCH_MUTATIONS_MAX 256   /* mutations per group commit */
+#define BD_QUEUE_JOBS_DEFAULT  4096  /* jobs waiting for the writer */
+#define BD_QUEUE_JOBS_MAX      65536 /* the most --queue-depth allows */
+#define BD_IDLE_CHECKPOINT_MS  1000  /* idle time before a store checkpoint */
 
 typedef struct bd_job bd_job;
 typedef struct bd_writer bd_writer;
@@ -51,9 +52,13 @@ typedef struct bd_writer_stats {
 /* Called on the writer thread after each group commit (metrics). */
 typedef void (*bd_batch_observer)(void *ctx, size_t mutations, uint64_t commit_ns);
 
-/* Starts the writer thread. The store is used only by that thread until
- * bd_writer_destroy. *out is owned by the caller. */
-int bd_writer_create(uv_loop_t *loop, bs_store *store, bd_writer **out);
+/* Starts the writer thread; at most `queue_max` jobs wait for it. The store
+ * is used only by that thread until bd_writer_destroy. *out is owned by the
+ * caller. */
+int bd_writer_create(uv_loop_t *loop, bs_store *store, unsigned queue_max, bd_writer **out);
+
+/* The queue limit given at create. */
+unsigned bd_writer_queue_max(const bd_writer *w);
 
 void bd_writer_set_observer(bd_writer *w, bd_batch_observer fn, void *ctx);
 
