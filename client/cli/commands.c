@@ -763,7 +763,7 @@ static const char usages_help[] =
 	"\n"
 	"ListUsages: usage records, most recently updated first.\n"
 	"\n"
-	"  --limit N            at most N records, 1 to 1000 (default: the server's, 100)\n"
+	"  --limit N            at most N records, 1 to 1000 (default 0: the server's, 100)\n"
 	"  --capability C       only the records of this capability (capability_id)\n" COMMON_HELP;
 /* clang-format on */
 
@@ -840,7 +840,7 @@ static const char events_help[] =
 	"included. The last line (JSON: nextAfterCommitIndex) is the --after value\n"
 	"for the next page.\n"
 	"\n"
-	"  --limit N            at most N events, 1 to 1000 (default: the server's, 100)\n"
+	"  --limit N            at most N events, 1 to 1000 (default 0: the server's, 100)\n"
 	"  --capability C       only events of this capability (capability_id)\n"
 	"  --grant N            only events of this grant index (grant_index)\n"
 	"  --after SEQ          only events with event_seq above SEQ "
