@@ -20,12 +20,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bs_checkpointer.h"
 #include "bs_sql.h"
 
-#define PATH_LEN_MAX             4096
-#define BUSY_TIMEOUT_MS          5000
-#define CACHE_KIB                65536
-#define WAL_AUTOCHECKPOINT_PAGES 4096
+#define PATH_LEN_MAX    4096
+#define BUSY_TIMEOUT_MS 5000
+#define CACHE_KIB       65536
+/* The writer never checkpoints by itself below this; the checkpointer
+ * thread is poked once the WAL has this many pages. */
+#define WAL_CHECKPOINT_SOFT_PAGES 1000
+/* A checkpointer that cannot catch up (a write load that never pauses)
+ * would let the WAL grow without end: past this the writer checkpoints. */
+#define WAL_CHECKPOINT_HARD_PAGES 65536
 
 /* ---- schema and migrations ---- */
 
@@ -185,7 +191,8 @@ static const char *const statement_sql[ST_COUNT] = {
 struct bs_db {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
-	int lock_fd; /* flock'd database file, -1 for :memory: */
+	int lock_fd;                   /* flock'd database file, -1 for :memory: */
+	bs_checkpointer *checkpointer; /* NULL for :memory: */
 	char path[PATH_LEN_MAX];
 };
 
@@ -617,6 +624,7 @@ void bs_db_close(bs_db *s)
 {
 	if (!s)
 		return;
+	bs_checkpointer_stop(s->checkpointer);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->st[i]);
 	if (s->db && sqlite3_close(s->db) != SQLITE_OK)
@@ -770,12 +778,34 @@ static int configure(bs_db *s, const bs_options *opts, bs_error *err)
 	               CACHE_KIB);
 	if ((rc = exec_sql(s, sql, "configuring", err)))
 		return rc;
-	/* Every acknowledged decision must survive: WAL, and FULL by default. */
+	/* Every acknowledged decision must survive: WAL, and FULL by default.
+	 * Checkpoints are the checkpointer thread's job (wal_hook below). */
 	(void)snprintf(sql, sizeof(sql),
 	               "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;"
-	               " PRAGMA wal_autocheckpoint = %d",
-	               opts->sync == BS_SYNC_NORMAL ? "NORMAL" : "FULL", WAL_AUTOCHECKPOINT_PAGES);
+	               " PRAGMA wal_autocheckpoint = 0",
+	               opts->sync == BS_SYNC_NORMAL ? "NORMAL" : "FULL");
 	return exec_sql(s, sql, "configuring", err);
+}
+
+/* Runs on the writer after each commit with the WAL's size in pages. */
+static int wal_hook(void *ctx, sqlite3 *db, const char *name, int pages)
+{
+	bs_db *s = ctx;
+
+	if (pages >= WAL_CHECKPOINT_HARD_PAGES)
+		(void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+	else if (pages >= WAL_CHECKPOINT_SOFT_PAGES)
+		bs_checkpointer_poke(s->checkpointer);
+	return SQLITE_OK;
+}
+
+static int start_checkpointer(bs_db *s, const bs_options *opts, bs_error *err)
+{
+	int rc = bs_checkpointer_start(s->path, opts->vfs, &s->checkpointer, err);
+
+	if (rc == BS_OK)
+		sqlite3_wal_hook(s->db, wal_hook, s);
+	return rc;
 }
 
 static int prepare_all(bs_db *s, bs_error *err)
@@ -821,6 +851,8 @@ int bs_db_open(const char *path, const bs_options *opts, bs_db **out, bs_error *
 		goto fail;
 	if ((rc = open_connection(s, opts, err)) || (rc = probe(s, err)) ||
 	    (rc = configure(s, opts, err)) || (rc = migrate(s, err)) || (rc = prepare_all(s, err)))
+		goto fail;
+	if (!is_memory(path) && (rc = start_checkpointer(s, opts, err)))
 		goto fail;
 	*out = s;
 	return BS_OK;
