@@ -54,7 +54,8 @@ typedef struct engine {
 	uint64_t materialized_seq; /* the derived tables are current up to here */
 	bs_clock_fn clock;
 	void *clock_ctx;
-	bool broken; /* the overlay could not be rebuilt: refuse everything */
+	uint64_t open_holds; /* holds whose disposition is open */
+	bool broken;         /* the overlay could not be rebuilt: refuse everything */
 	bs_error broken_err;
 } engine;
 
@@ -270,6 +271,7 @@ static int hold_apply(engine *e, const bs_event *ev, bs_error *err)
 		if (!h)
 			return out_of_memory(err);
 		h->dirty = true;
+		e->open_holds++;
 		return BS_OK;
 	}
 	if ((rc = hold_find(e, ev->hold_id, &h, err)))
@@ -280,6 +282,8 @@ static int hold_apply(engine *e, const bs_event *ev, bs_error *err)
 	rc = bs_rules_hold_after_event(&h->h, ev, &h->h.remaining_units, &h->h.disposition, err);
 	h->h.updated_at_ns = ev->recorded_at_ns;
 	h->dirty = true;
+	if (rc == BS_OK && h->h.disposition != BS_HOLD_OPEN)
+		e->open_holds--;
 	return rc;
 }
 
@@ -471,7 +475,8 @@ static int reload(engine *e, bs_error *err)
 
 	clear_overlay(e);
 	if ((rc = bs_db_get_materialized_seq(e->db, &e->materialized_seq, err)) ||
-	    (rc = bs_db_max_seq(e->db, &max_seq, err)))
+	    (rc = bs_db_max_seq(e->db, &max_seq, err)) ||
+	    (rc = bs_db_count_open_holds(e->db, &e->open_holds, err)))
 		return rc;
 	if (e->materialized_seq > max_seq)
 		return bs_errorf(err, BS_EINTERNAL,
@@ -758,6 +763,15 @@ static int engine_commit_index(void *impl, uint64_t *out, bs_error *err)
 	return BS_OK;
 }
 
+static int engine_stats(void *impl, bs_stats *out, bs_error *err)
+{
+	engine *e = impl;
+
+	out->commit_index = e->last_seq;
+	out->open_holds = e->open_holds;
+	return bs_db_file_bytes(e->db, &out->db_bytes, err);
+}
+
 static int engine_checkpoint(void *impl, bs_error *err)
 {
 	engine *e = impl;
@@ -795,6 +809,7 @@ static const bs_backend_ops engine_ops = {
         .get_hold = engine_get_hold,
         .commit_index = engine_commit_index,
         .checkpoint = engine_checkpoint,
+        .stats = engine_stats,
         .close = engine_close,
         .guarantee = BS_GUARANTEE_SINGLE_NODE_ATOMIC,
 };

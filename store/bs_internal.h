@@ -80,6 +80,7 @@ typedef struct bs_backend_ops {
 	                bs_error *err);
 	int (*commit_index)(void *impl, uint64_t *out, bs_error *err);
 	int (*checkpoint)(void *impl, bs_error *err);
+	int (*stats)(void *impl, bs_stats *out, bs_error *err);
 	void (*close)(void *impl);
 	bs_guarantee guarantee;
 } bs_backend_ops;

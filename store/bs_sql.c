@@ -121,6 +121,7 @@ enum {
 	ST_EVENT_BY_SEQ,
 	ST_EVENTS_AFTER,
 	ST_MAX_SEQ,
+	ST_OPEN_HOLDS,
 	ST_INDEXED_EVENT,
 	ST_USAGE_GET,
 	ST_USAGE_PUT,
@@ -150,6 +151,7 @@ static const char *const statement_sql[ST_COUNT] = {
         [ST_EVENTS_AFTER] = "SELECT " EVENT_COLUMNS " FROM events WHERE event_seq > ?1"
                             " ORDER BY event_seq",
         [ST_MAX_SEQ] = "SELECT coalesce(max(event_seq), 0) FROM events",
+        [ST_OPEN_HOLDS] = "SELECT count(*) FROM holds WHERE disposition = 1",
         [ST_INDEXED_EVENT] = "SELECT event_seq FROM event_index WHERE event_id = ?1",
         [ST_USAGE_GET] =
                 "SELECT " USAGE_COLUMNS " FROM usage WHERE capability_id = ?1 AND grant_index = ?2",
@@ -197,6 +199,11 @@ struct bs_db {
 };
 
 /* ---- small helpers ---- */
+
+static bool is_memory(const char *path)
+{
+	return strcmp(path, ":memory:") == 0;
+}
 
 static int storage_error(bs_db *s, bs_error *err, const char *what)
 {
@@ -487,6 +494,32 @@ int bs_db_max_seq(bs_db *s, uint64_t *out, bs_error *err)
 	                "reading the sequence", err);
 }
 
+int bs_db_count_open_holds(bs_db *s, uint64_t *out, bs_error *err)
+{
+	bool found;
+
+	*out = 0;
+	return step_one(s, s->st[ST_OPEN_HOLDS], SQLITE_OK, decode_u64, out, &found,
+	                "counting open holds", err);
+}
+
+int bs_db_file_bytes(bs_db *s, uint64_t *out, bs_error *err)
+{
+	char wal[PATH_LEN_MAX + 8];
+	struct stat st;
+
+	(void)err;
+	*out = 0;
+	if (is_memory(s->path))
+		return BS_OK;
+	if (stat(s->path, &st) == 0)
+		*out += (uint64_t)st.st_size;
+	(void)snprintf(wal, sizeof(wal), "%s-wal", s->path);
+	if (stat(wal, &st) == 0)
+		*out += (uint64_t)st.st_size;
+	return BS_OK;
+}
+
 /* ---- derived state ---- */
 
 int bs_db_indexed_event_seq(bs_db *s, bs_str event_id, uint64_t *seq, bool *found, bs_error *err)
@@ -633,11 +666,6 @@ void bs_db_close(bs_db *s)
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	free(s);
-}
-
-static bool is_memory(const char *path)
-{
-	return strcmp(path, ":memory:") == 0;
 }
 
 /* mkdir -p of the directory part of `path`. */

@@ -26,6 +26,10 @@ int bs_db_event_by_seq(bs_db *db, uint64_t seq, bs_event_cb cb, void *ctx, bool 
 /* Every event with event_seq > after_seq, in order. */
 int bs_db_scan_events(bs_db *db, uint64_t after_seq, bs_event_cb cb, void *ctx, bs_error *err);
 int bs_db_max_seq(bs_db *db, uint64_t *out, bs_error *err);
+/* Open holds in the holds table (materialized state). */
+int bs_db_count_open_holds(bs_db *db, uint64_t *out, bs_error *err);
+/* Bytes of the database file and its WAL (0 for :memory:). */
+int bs_db_file_bytes(bs_db *db, uint64_t *out, bs_error *err);
 
 /* The materialized (derived) state. */
 int bs_db_indexed_event_seq(bs_db *db, bs_str event_id, uint64_t *seq, bool *found, bs_error *err);

@@ -129,6 +129,12 @@ int bs_store_commit_index(bs_store *store, uint64_t *out, bs_error *err)
 	return store->ops->commit_index(store->impl, out, err);
 }
 
+int bs_store_stats(bs_store *store, bs_stats *out, bs_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	return store->ops->stats(store->impl, out, err);
+}
+
 int bs_store_checkpoint(bs_store *store, bs_error *err)
 {
 	return store->ops->checkpoint(store->impl, err);

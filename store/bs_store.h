@@ -269,6 +269,15 @@ int bs_store_get_hold(bs_store *store, bs_str hold_id, bs_hold_cb cb, void *ctx,
 /* The last sequence value taken (0 for an empty store). */
 int bs_store_commit_index(bs_store *store, uint64_t *out, bs_error *err);
 
+typedef struct bs_stats {
+	uint64_t commit_index; /* the last sequence value taken */
+	uint64_t open_holds;   /* holds not yet released, reversed or reconciled */
+	uint64_t db_bytes;     /* the database and its WAL on disk (0 in memory) */
+} bs_stats;
+
+/* Cheap figures for metrics and status lines. */
+int bs_store_stats(bs_store *store, bs_stats *out, bs_error *err);
+
 /* Brings the derived tables (usage, holds, the indexes of the log) up to
  * date with the log and checkpoints the WAL. The store does this by itself
  * every BS_MATERIALIZE_EVENTS events and before lists; calling it when idle
