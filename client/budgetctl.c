@@ -50,7 +50,8 @@ static void print_help(FILE *f)
 	        "\n"
 	        "Exit status:\n"
 	        "  0       done (authorized, allowed, serving)\n"
-	        "  1       denied by a limit (authorize, increment), or not serving (health)\n"
+	        "  1       denied by a limit (authorize, increment), not serving (health),\n"
+	        "          or mismatches in the ledger (verify, backup)\n"
 	        "  2       bad command line\n"
 	        "  3       a local failure (out of memory, cannot write the output)\n"
 	        "  3+CODE  the call failed with gRPC status CODE:\n",

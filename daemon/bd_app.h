@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "bd_grpc.h"
+#include "bd_metrics.h"
 #include "bd_writer.h"
 
 #define BD_VERSION "0.1.0"
@@ -13,6 +14,7 @@ typedef struct bd_app {
 	bd_writer *writer;
 	const char *authority_id; /* this authority's name (GetServerInfo) */
 	int64_t started_at_ns;    /* Unix time */
+	bd_metrics *metrics;      /* NULL when metrics are off */
 } bd_app;
 
 /* Registers every budgetd.v1.BudgetAuthority method on the server. */

@@ -13,6 +13,7 @@
 #include "bd_app.h"
 #include "bd_log.h"
 #include "bd_status.h"
+#include "bd_translate.h"
 #include "budgetd/v1/budget_authority.pb-c.h"
 
 #define SERVICE         "/budgetd.v1.BudgetAuthority/"
@@ -39,30 +40,6 @@ typedef struct read_call {
 	grpc_status_code code;
 	char message[BS_ERROR_MESSAGE_MAX];
 } read_call;
-
-/* ---- request to store ---- */
-
-/* Proto3 cannot tell an empty required string from an absent one; the
- * store's "is required" message is the more helpful one. */
-static bs_str required_str(const char *s)
-{
-	return s && *s ? bs_str_from(s) : (bs_str){0};
-}
-
-static bs_str optional_str(int present_case, const char *s)
-{
-	return present_case ? bs_str_from(s) : (bs_str){0};
-}
-
-static void set_authority(bs_mutation *m, const Budgetd__V1__Authority *a)
-{
-	if (!a)
-		return;
-	m->has_authority = true;
-	m->authority.authority_id = required_str(a->authority_id);
-	m->authority.lease_id = required_str(a->lease_id);
-	m->authority.lease_epoch = a->lease_epoch;
-}
 
 /* ---- store to reply ---- */
 
@@ -141,6 +118,7 @@ static void reply_or_fail(bd_unary *call, const ProtobufCMessage *msg, bool buil
 static void reply_authorize(mutation_call *mc)
 {
 	const bs_outcome *o = &mc->job.outcome;
+	bd_app *app = bd_unary_app(mc->call);
 	Budgetd__V1__AuthorizeHoldResponse resp = BUDGETD__V1__AUTHORIZE_HOLD_RESPONSE__INIT;
 	Budgetd__V1__AuthorizeHoldAuthorized ok = BUDGETD__V1__AUTHORIZE_HOLD_AUTHORIZED__INIT;
 	Budgetd__V1__AuthorizeHoldDenied no = BUDGETD__V1__AUTHORIZE_HOLD_DENIED__INIT;
@@ -170,6 +148,8 @@ static void reply_authorize(mutation_call *mc)
 		no.metadata = md;
 		no.denial_reason = (Budgetd__V1__DenialReason)o->denial;
 	}
+	if (app->metrics && !o->replayed)
+		bd_metrics_observe_decision(app->metrics, o->allowed, (int)o->denial);
 	reply_or_fail(mc->call, &resp.base, md != NULL);
 }
 
@@ -238,136 +218,39 @@ static void mutation_done(bd_job *job)
 		bd_unary_fail(mc->call, code, "%s", job->error.message);
 }
 
-static mutation_call *new_mutation(bd_unary *call, bs_kind kind, reply_fn reply)
+/* Every mutation RPC: translate, queue, reply when durable. */
+static void handle_mutation(bd_unary *call, reply_fn reply)
 {
 	mutation_call *mc = bd_arena_alloc(bd_unary_arena(call), sizeof(*mc));
 
 	if (!mc) {
 		bd_unary_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-		return NULL;
+		return;
 	}
 	mc->call = call;
 	mc->reply = reply;
-	mc->m.kind = kind;
 	mc->job.mutation = &mc->m;
 	mc->job.done = mutation_done;
-	return mc;
+	if (bd_translate_mutation(bd_unary_request(call), &mc->m, &mc->authority)) {
+		bd_unary_fail(call, GRPC_STATUS_INTERNAL, "not a mutation request");
+		return;
+	}
+	submit(call, &mc->job);
 }
-
-/* ---- mutation handlers ---- */
 
 static void handle_authorize(bd_unary *call)
 {
-	const Budgetd__V1__AuthorizeHoldRequest *r = bd_unary_request(call);
-	mutation_call *mc = new_mutation(call, BS_KIND_AUTHORIZE_EXPOSURE, reply_authorize);
-
-	if (!mc)
-		return;
-	mc->m.capability_id = required_str(r->capability_id);
-	mc->m.grant_index = r->grant_index;
-	mc->m.exposure_units = r->requested_exposure_units;
-	mc->m.has_max_invocations = r->_max_invocations_case != 0;
-	mc->m.max_invocations = r->max_invocations;
-	mc->m.has_max_cost_per_invocation = r->_max_cost_per_invocation_case != 0;
-	mc->m.max_cost_per_invocation = r->max_cost_per_invocation;
-	mc->m.has_max_total_cost_units = r->_max_total_cost_units_case != 0;
-	mc->m.max_total_cost_units = r->max_total_cost_units;
-	mc->m.hold_id = optional_str(r->_hold_id_case, r->hold_id);
-	mc->m.event_id = optional_str(r->_event_id_case, r->event_id);
-	set_authority(&mc->m, r->authority);
-	mc->authority = r->authority;
-	submit(call, &mc->job);
+	handle_mutation(call, reply_authorize);
 }
 
-/* Release and reverse have the same request shape. */
-static void handle_release_like(bd_unary *call, bs_kind kind)
+static void handle_settlement(bd_unary *call)
 {
-	const Budgetd__V1__ReleaseHoldRequest *rel = bd_unary_request(call);
-	const Budgetd__V1__ReverseHoldRequest *rev = bd_unary_request(call);
-	mutation_call *mc = new_mutation(call, kind, reply_settlement);
-
-	if (!mc)
-		return;
-	if (kind == BS_KIND_RELEASE_EXPOSURE) {
-		mc->m.capability_id = required_str(rel->capability_id);
-		mc->m.grant_index = rel->grant_index;
-		mc->m.exposure_units = rel->released_exposure_units;
-		mc->m.hold_id = optional_str(rel->_hold_id_case, rel->hold_id);
-		mc->m.event_id = optional_str(rel->_event_id_case, rel->event_id);
-		mc->authority = rel->authority;
-	} else {
-		mc->m.capability_id = required_str(rev->capability_id);
-		mc->m.grant_index = rev->grant_index;
-		mc->m.exposure_units = rev->reversed_exposure_units;
-		mc->m.hold_id = optional_str(rev->_hold_id_case, rev->hold_id);
-		mc->m.event_id = optional_str(rev->_event_id_case, rev->event_id);
-		mc->authority = rev->authority;
-	}
-	set_authority(&mc->m, mc->authority);
-	submit(call, &mc->job);
-}
-
-static void handle_release(bd_unary *call)
-{
-	handle_release_like(call, BS_KIND_RELEASE_EXPOSURE);
-}
-
-static void handle_reverse(bd_unary *call)
-{
-	handle_release_like(call, BS_KIND_REVERSE_EXPOSURE);
-}
-
-static void settle_reconcile(bd_unary *call, const char *cap, uint64_t grant, uint64_t exposed,
-                             uint64_t realized, bs_str hold_id, bs_str event_id,
-                             const Budgetd__V1__Authority *authority)
-{
-	mutation_call *mc = new_mutation(call, BS_KIND_RECONCILE_SPEND, reply_settlement);
-
-	if (!mc)
-		return;
-	mc->m.capability_id = required_str(cap);
-	mc->m.grant_index = grant;
-	mc->m.exposure_units = exposed;
-	mc->m.realized_units = realized;
-	mc->m.hold_id = hold_id;
-	mc->m.event_id = event_id;
-	set_authority(&mc->m, authority);
-	mc->authority = authority;
-	submit(call, &mc->job);
-}
-
-static void handle_reconcile(bd_unary *call)
-{
-	const Budgetd__V1__ReconcileHoldRequest *r = bd_unary_request(call);
-
-	settle_reconcile(call, r->capability_id, r->grant_index, r->exposed_cost_units,
-	                 r->realized_spend_units, optional_str(r->_hold_id_case, r->hold_id),
-	                 optional_str(r->_event_id_case, r->event_id), r->authority);
-}
-
-/* Capture is reconcile under the name some kernels use. */
-static void handle_capture(bd_unary *call)
-{
-	const Budgetd__V1__CaptureHoldRequest *r = bd_unary_request(call);
-
-	settle_reconcile(call, r->capability_id, r->grant_index, r->exposed_cost_units,
-	                 r->realized_spend_units, optional_str(r->_hold_id_case, r->hold_id),
-	                 optional_str(r->_event_id_case, r->event_id), r->authority);
+	handle_mutation(call, reply_settlement);
 }
 
 static void handle_increment(bd_unary *call)
 {
-	const Budgetd__V1__IncrementInvocationRequest *r = bd_unary_request(call);
-	mutation_call *mc = new_mutation(call, BS_KIND_INCREMENT_INVOCATION, reply_increment);
-
-	if (!mc)
-		return;
-	mc->m.capability_id = required_str(r->capability_id);
-	mc->m.grant_index = r->grant_index;
-	mc->m.has_max_invocations = r->_max_invocations_case != 0;
-	mc->m.max_invocations = r->max_invocations;
-	mc->m.event_id = optional_str(r->_event_id_case, r->event_id);
-	submit(call, &mc->job);
+	handle_mutation(call, reply_increment);
 }
 
 /* ---- reads ---- */
@@ -459,7 +342,7 @@ static void read_get_usage(bd_job *job, bs_store *store)
 	bs_error err;
 	bool found;
 
-	int src = bs_store_get_usage(store, required_str(r->capability_id), r->grant_index,
+	int src = bs_store_get_usage(store, bd_required_str(r->capability_id), r->grant_index,
 	                             collect_usage, &c, &found, &err);
 	resp.usage = rec;
 	read_finish(rc, src, &err, &resp.base, !c.failed);
@@ -484,7 +367,7 @@ static void read_list_usages(bd_job *job, bs_store *store)
 		return;
 	}
 	int src = bs_store_list_usages(store, r->limit,
-	                               optional_str(r->_capability_id_case, r->capability_id),
+	                               bd_optional_str(r->_capability_id_case, r->capability_id),
 	                               collect_usage, &c, &err);
 	resp.usages = (Budgetd__V1__UsageRecord **)c.items;
 	resp.n_usages = c.n;
@@ -578,7 +461,7 @@ static void read_list_events(bd_job *job, bs_store *store)
 		return;
 	}
 	int src = bs_store_list_events(store, r->limit,
-	                               optional_str(r->_capability_id_case, r->capability_id),
+	                               bd_optional_str(r->_capability_id_case, r->capability_id),
 	                               r->_grant_index_case != 0, r->grant_index,
 	                               r->after_commit_index, collect_event, &c, &err);
 	resp.events = (Budgetd__V1__MutationEvent **)c.items;
@@ -633,8 +516,8 @@ static void read_get_hold(bd_job *job, bs_store *store)
 	bs_error err;
 	bool found = false;
 
-	int src =
-	        bs_store_get_hold(store, required_str(r->hold_id), collect_hold, &c, &found, &err);
+	int src = bs_store_get_hold(store, bd_required_str(r->hold_id), collect_hold, &c, &found,
+	                            &err);
 	if (src == BS_OK && !found) {
 		rc->code = GRPC_STATUS_NOT_FOUND;
 		(void)snprintf(rc->message, sizeof(rc->message), "budget hold `%s` not found",
@@ -678,13 +561,13 @@ static void handle_server_info(bd_unary *call)
 static const bd_unary_method methods[] = {
         {SERVICE "AuthorizeHold", &budgetd__v1__authorize_hold_request__descriptor,
          handle_authorize, ARMED_MUTATIONS},
-        {SERVICE "ReleaseHold", &budgetd__v1__release_hold_request__descriptor, handle_release,
+        {SERVICE "ReleaseHold", &budgetd__v1__release_hold_request__descriptor, handle_settlement,
          ARMED_READS},
-        {SERVICE "ReverseHold", &budgetd__v1__reverse_hold_request__descriptor, handle_reverse,
+        {SERVICE "ReverseHold", &budgetd__v1__reverse_hold_request__descriptor, handle_settlement,
          ARMED_READS},
         {SERVICE "ReconcileHold", &budgetd__v1__reconcile_hold_request__descriptor,
-         handle_reconcile, ARMED_MUTATIONS},
-        {SERVICE "CaptureHold", &budgetd__v1__capture_hold_request__descriptor, handle_capture,
+         handle_settlement, ARMED_MUTATIONS},
+        {SERVICE "CaptureHold", &budgetd__v1__capture_hold_request__descriptor, handle_settlement,
          ARMED_READS},
         {SERVICE "IncrementInvocation", &budgetd__v1__increment_invocation_request__descriptor,
          handle_increment, ARMED_READS},

@@ -64,7 +64,6 @@ struct bd_unary {
 	ProtobufCMessage *request;
 	grpc_byte_buffer *response;
 	grpc_slice status_details;
-	grpc_status_code status;
 	int cancelled;
 	uint64_t started_ns;
 	bd_arena arena;
@@ -274,8 +273,6 @@ static void on_unary_done(bd_tag *tag, bool ok)
 
 	(void)ok; /* a failed send means the client went away: nothing to do */
 	s->calls_active--;
-	if (s->observer)
-		s->observer(s->observer_ctx, c->method->name, c->status, now_ns() - c->started_ns);
 	unary_free(c);
 }
 
@@ -285,7 +282,10 @@ static void unary_finish(bd_unary *c, grpc_status_code code, const char *message
 	size_t n = 0;
 
 	memset(ops, 0, sizeof(ops));
-	c->status = code;
+	/* Observed as the reply is handed to gRPC: before the client can see it. */
+	if (c->server->observer)
+		c->server->observer(c->server->observer_ctx, c->method->name, code,
+		                    now_ns() - c->started_ns);
 	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
 	if (c->response) {
 		ops[n].op = GRPC_OP_SEND_MESSAGE;

@@ -1,15 +1,12 @@
-/* bd_main.c - budgetd: command line, start, run, and graceful stop.
+/* bd_main.c - budgetd: start, run, and stop gracefully.
  *
  * Threads: the libuv loop (this one: every RPC state machine), the gRPC
  * completion-queue thread (hands tags to the loop) and the writer thread
- * (the only user of the store).
+ * (the only user of the store). Settings come from bd_config.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <grpc/grpc.h>
-#include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,38 +14,23 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bd_admin.h"
 #include "bd_app.h"
+#include "bd_config.h"
 #include "bd_health.h"
 #include "bd_log.h"
 #include "bd_reflection.h"
 #include "budgetd_descriptor_set.h"
 
-#define LISTENERS_MAX              8
-#define PATH_MAX_BYTES             4096
-#define DEFAULT_LISTEN             "127.0.0.1:50051"
-#define DEFAULT_GRACE_MS           10000
-#define GRACE_MS_MAX               3600000
 #define MESSAGE_RECEIVE_BYTES_MAX  (64 * 1024)       /* requests are small */
 #define MESSAGE_SEND_BYTES_MAX     (8 * 1024 * 1024) /* a page of 1000 events */
 #define STREAMS_PER_CONNECTION_MAX 256
 #define CALLS_IN_PROGRESS_MAX      4096
-
-#define EXIT_USAGE 2
-
-typedef struct options {
-	const char *listen[LISTENERS_MAX];
-	size_t n_listen;
-	char db[PATH_MAX_BYTES];
-	bs_sync sync;
-	char authority_id[BS_ID_LEN_MAX + 1];
-	bd_log_level log_level;
-	const char *log_file;
-	uint64_t grace_ms;
-	unsigned queue_depth;
-} options;
+#define STATUS_INTERVAL_MS         5000 /* STATUS= lines for systemctl status */
 
 static const char *const served_services[] = {
         "budgetd.v1.BudgetAuthority",
+        "budgetd.v1.BudgetAdmin",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -62,199 +44,59 @@ typedef struct daemon_state {
 	bd_health *health;
 	bd_reflection *reflection;
 	uv_signal_t sigterm, sigint, sighup;
-	options opts;
+	uv_timer_t ticker; /* watchdog pings and status lines */
+	uint64_t watchdog_usec;
+	uint64_t last_batches; /* the writer's progress at the last tick */
+	char last_status[256]; /* the last STATUS= sent */
+	bd_options opts;
 	bool stopping;
-	char listening[LISTENERS_MAX * 80]; /* the bound addresses, for READY */
+	char listening[BD_LISTENERS_MAX * (BD_ADDR_LEN_MAX + 2)]; /* for READY */
 } daemon_state;
 
-/* ---- command line ---- */
+/* ---- watchdog and status ---- */
 
-static void usage(FILE *out)
+/* The loop is alive if this runs; the writer is alive if it committed since
+ * the last tick or has nothing to do. Only then is systemd told so. */
+static void on_tick(uv_timer_t *timer)
 {
-	fprintf(out,
-	        "usage: budgetd [options]\n"
-	        "\n"
-	        "A budget authority for AI-agent kernels, served over gRPC.\n"
-	        "\n"
-	        "  --listen ADDR         listen on ADDR: host:port or unix:/path (repeatable,\n"
-	        "                        up to %d; default " DEFAULT_LISTEN ")\n"
-	        "  --db PATH             the SQLite database (default "
-	        "$STATE_DIRECTORY/budgetd.db,\n"
-	        "                        or ./var/budgetd.db)\n"
-	        "  --sync full|normal    full (default): every commit is fsync'd and survives\n"
-	        "                        power loss; normal: survives a budgetd crash but may "
-	        "lose\n"
-	        "                        the last commits on power loss or an OS crash\n"
-	        "  --authority-id ID     this authority's name in GetServerInfo (default\n"
-	        "                        budgetd@<hostname>)\n"
-	        "  --log-level LEVEL     error, warn, info (default) or debug\n"
-	        "  --log-file PATH       log there instead of stderr (re-opened on SIGHUP)\n"
-	        "  --shutdown-grace S    seconds calls in progress get at shutdown (default %d)\n"
-	        "  --queue-depth N       requests that may wait for the writer; more are answered\n"
-	        "                        RESOURCE_EXHAUSTED at once (1 to %d, default %d)\n"
-	        "  --version             print the version and exit\n"
-	        "  --help                print this help and exit\n"
-	        "\n"
-	        "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP re-opens the log file.\n"
-	        "Exit status: 0 after a clean stop, 1 when the start fails, 2 on bad usage.\n",
-	        LISTENERS_MAX, DEFAULT_GRACE_MS / 1000, BD_QUEUE_JOBS_MAX, BD_QUEUE_JOBS_DEFAULT);
-}
+	daemon_state *d = timer->data;
+	bd_writer_stats st;
 
-/* One line on stderr; returns the usage exit status. */
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "budgetd: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (see budgetd --help)\n");
-	return EXIT_USAGE;
-}
-
-static int copy_arg(char *dst, size_t size, const char *src, const char *what)
-{
-	size_t len = strlen(src);
-
-	if (len == 0 || len >= size)
-		return usage_error("%s must be 1 to %zu bytes", what, size - 1);
-	memcpy(dst, src, len + 1);
-	return 0;
-}
-
-static void default_db(options *o)
-{
-	const char *state = getenv("STATE_DIRECTORY");
-	size_t n = state ? strcspn(state, ":") : 0; /* the first of several */
-
-	if (n > 0 && n + sizeof("/budgetd.db") <= sizeof(o->db))
-		(void)snprintf(o->db, sizeof(o->db), "%.*s/budgetd.db", (int)n, state);
-	else
-		(void)snprintf(o->db, sizeof(o->db), "./var/budgetd.db");
-}
-
-static void default_authority(options *o)
-{
-	char host[HOST_NAME_MAX + 1] = "localhost";
-
-	(void)gethostname(host, sizeof(host));
-	host[sizeof(host) - 1] = '\0';
-	(void)snprintf(o->authority_id, sizeof(o->authority_id), "budgetd@%.200s", host);
-}
-
-/* A decimal number in [min, max], nothing else. 0 or -1. */
-static int parse_number(const char *arg, unsigned long long min, unsigned long long max,
-                        unsigned long long *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(arg, &end, 10);
-
-	if (errno || end == arg || *end || arg[0] < '0' || arg[0] > '9' || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-/* 0 to run, -1 to exit 0 (help/version), or an exit status > 0. */
-static int parse_options(int argc, char **argv, options *o)
-{
-	enum {
-		OPT_LISTEN = 256,
-		OPT_DB,
-		OPT_SYNC,
-		OPT_AUTHORITY,
-		OPT_LEVEL,
-		OPT_LOGFILE,
-		OPT_GRACE,
-		OPT_QUEUE,
-		OPT_VERSION,
-		OPT_HELP
-	};
-	static const struct option longopts[] = {
-	        {"listen", required_argument, NULL, OPT_LISTEN},
-	        {"db", required_argument, NULL, OPT_DB},
-	        {"sync", required_argument, NULL, OPT_SYNC},
-	        {"authority-id", required_argument, NULL, OPT_AUTHORITY},
-	        {"log-level", required_argument, NULL, OPT_LEVEL},
-	        {"log-file", required_argument, NULL, OPT_LOGFILE},
-	        {"shutdown-grace", required_argument, NULL, OPT_GRACE},
-	        {"queue-depth", required_argument, NULL, OPT_QUEUE},
-	        {"version", no_argument, NULL, OPT_VERSION},
-	        {"help", no_argument, NULL, OPT_HELP},
-	        {NULL, 0, NULL, 0},
-	};
-	unsigned long long v;
-	int c;
-
-	memset(o, 0, sizeof(*o));
-	o->queue_depth = BD_QUEUE_JOBS_DEFAULT;
-	o->sync = BS_SYNC_FULL;
-	o->log_level = BD_LOG_INFO;
-	o->grace_ms = DEFAULT_GRACE_MS;
-	default_db(o);
-	default_authority(o);
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_LISTEN:
-			if (o->n_listen == LISTENERS_MAX)
-				return usage_error("at most %d --listen addresses", LISTENERS_MAX);
-			o->listen[o->n_listen++] = optarg;
-			break;
-		case OPT_DB:
-			if (copy_arg(o->db, sizeof(o->db), optarg, "--db"))
-				return EXIT_USAGE;
-			break;
-		case OPT_SYNC:
-			if (strcmp(optarg, "full") && strcmp(optarg, "normal"))
-				return usage_error("--sync must be full or normal, not `%s`",
-				                   optarg);
-			o->sync = strcmp(optarg, "full") ? BS_SYNC_NORMAL : BS_SYNC_FULL;
-			break;
-		case OPT_AUTHORITY:
-			if (copy_arg(o->authority_id, sizeof(o->authority_id), optarg,
-			             "--authority-id"))
-				return EXIT_USAGE;
-			break;
-		case OPT_LEVEL:
-			if (bd_log_parse_level(optarg, &o->log_level))
-				return usage_error("--log-level must be error, warn, info or debug,"
-				                   " not `%s`",
-				                   optarg);
-			break;
-		case OPT_LOGFILE:
-			o->log_file = optarg;
-			break;
-		case OPT_GRACE:
-			if (parse_number(optarg, 0, GRACE_MS_MAX / 1000, &v))
-				return usage_error(
-				        "--shutdown-grace must be 0 to %d seconds, not `%s`",
-				        GRACE_MS_MAX / 1000, optarg);
-			o->grace_ms = v * 1000;
-			break;
-		case OPT_QUEUE:
-			if (parse_number(optarg, 1, BD_QUEUE_JOBS_MAX, &v))
-				return usage_error("--queue-depth must be 1 to %d, not `%s`",
-				                   BD_QUEUE_JOBS_MAX, optarg);
-			o->queue_depth = (unsigned)v;
-			break;
-		case OPT_VERSION:
-			printf("budgetd " BD_VERSION "\n");
-			return -1;
-		case OPT_HELP:
-			usage(stdout);
-			return -1;
-		default:
-			return usage_error("unknown or incomplete option `%s`", argv[optind - 1]);
-		}
+	bd_writer_stats_get(d->app.writer, &st);
+	bool writer_alive = st.batches != d->last_batches || st.queue_depth == 0;
+	d->last_batches = st.batches;
+	if (d->watchdog_usec && writer_alive)
+		(void)sd_notify(0, "WATCHDOG=1");
+	else if (d->watchdog_usec)
+		bd_log_warn("watchdog: the writer made no progress with %u requests waiting",
+		            st.queue_depth);
+	/* Only changes: a notification is a blocking send to systemd. */
+	char status[256];
+	(void)snprintf(status, sizeof(status),
+	               "STATUS=%s; commit index %llu; %u queued; %llu batches, %llu mutations",
+	               d->stopping ? "stopping" : "serving", (unsigned long long)st.commit_index,
+	               st.queue_depth, (unsigned long long)st.batches,
+	               (unsigned long long)st.mutations);
+	if (strcmp(status, d->last_status) != 0) {
+		(void)sd_notify(0, status);
+		memcpy(d->last_status, status, sizeof(status));
 	}
-	if (optind < argc)
-		return usage_error("unexpected argument `%s`", argv[optind]);
-	if (o->n_listen == 0)
-		o->listen[o->n_listen++] = DEFAULT_LISTEN;
-	return 0;
+}
+
+static void start_ticker(daemon_state *d)
+{
+	uint64_t usec = 0, every_ms = STATUS_INTERVAL_MS;
+
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+		d->watchdog_usec = usec;
+		/* Twice per interval, as sd_watchdog_enabled(3) recommends. */
+		if (usec / 2000 < every_ms)
+			every_ms = usec / 2000 ? usec / 2000 : 1;
+		bd_log_info("systemd watchdog every %llu ms", (unsigned long long)(usec / 1000));
+	}
+	uv_timer_init(d->loop, &d->ticker);
+	d->ticker.data = d;
+	uv_timer_start(&d->ticker, on_tick, every_ms, every_ms);
 }
 
 /* ---- shutdown ---- */
@@ -270,6 +112,9 @@ static void on_server_stopped(void *ctx)
 	bs_error err;
 	uint64_t index = 0;
 
+	/* The metrics thread reads the writer's figures: it goes first. */
+	bd_metrics_destroy(d->app.metrics);
+	d->app.metrics = NULL;
 	/* Every call has ended, so every job came back: the queue is empty. */
 	bd_writer_destroy(d->app.writer);
 	d->app.writer = NULL;
@@ -279,6 +124,7 @@ static void on_server_stopped(void *ctx)
 	bd_log_info("store closed at commit index %llu", (unsigned long long)index);
 	bd_server_destroy(d->server);
 	d->server = NULL;
+	uv_close((uv_handle_t *)&d->ticker, on_closed);
 	uv_close((uv_handle_t *)&d->sigterm, on_closed);
 	uv_close((uv_handle_t *)&d->sigint, on_closed);
 	uv_close((uv_handle_t *)&d->sighup, on_closed);
@@ -316,6 +162,53 @@ static void on_signal(uv_signal_t *handle, int signum)
 
 /* ---- start ---- */
 
+/* ---- metrics ---- */
+
+static void observe_call(void *ctx, const char *method, grpc_status_code code, uint64_t ns)
+{
+	bd_metrics_observe_call(ctx, method, (int)code, ns);
+}
+
+static void observe_batch(void *ctx, size_t mutations, uint64_t commit_ns)
+{
+	bd_metrics_observe_batch(ctx, mutations, commit_ns);
+}
+
+/* On the metrics thread: the writer's published figures (thread-safe). */
+static void read_gauges(void *ctx, bd_metrics_gauges *out)
+{
+	daemon_state *d = ctx;
+	bd_writer_stats st;
+
+	bd_writer_stats_get(d->app.writer, &st);
+	out->queue_depth = st.queue_depth;
+	out->open_holds = st.open_holds;
+	out->db_bytes = st.db_bytes;
+	out->commit_index = st.commit_index;
+}
+
+static int start_metrics(daemon_state *d)
+{
+	char err[256];
+
+	if (!d->opts.metrics_listen[0])
+		return 0;
+	if (bd_metrics_create(&d->app.metrics)) {
+		bd_log_error("cannot set up metrics (out of memory)");
+		return -1;
+	}
+	if (bd_metrics_listen(d->app.metrics, d->opts.metrics_listen, read_gauges, d, err,
+	                      sizeof(err))) {
+		bd_log_error("%s", err);
+		return -1;
+	}
+	bd_server_set_observer(d->server, observe_call, d->app.metrics);
+	bd_writer_set_observer(d->app.writer, observe_batch, d->app.metrics);
+	bd_log_info("metrics on http://%s/metrics (port %d)", d->opts.metrics_listen,
+	            bd_metrics_port(d->app.metrics));
+	return 0;
+}
+
 static int open_store(daemon_state *d)
 {
 	bs_options so = {.sync = d->opts.sync};
@@ -343,13 +236,14 @@ static int build_server(daemon_state *d)
 	const size_t n_services = sizeof(served_services) / sizeof(served_services[0]);
 
 	if (bd_server_create(d->loop, &limits, &d->app, &d->server) ||
-	    bd_health_create(served_services, 1, &d->health) ||
+	    bd_health_create(served_services, 2, &d->health) ||
 	    bd_reflection_create(bd_descriptor_set, bd_descriptor_set_len, served_services,
 	                         n_services, &d->reflection)) {
 		bd_log_error("cannot set up the gRPC server (out of memory?)");
 		return -1;
 	}
-	if (bd_budget_register(d->server) || bd_health_register(d->health, d->server) ||
+	if (bd_budget_register(d->server) || bd_admin_register(d->server, d->loop, d->opts.db) ||
+	    bd_health_register(d->health, d->server) ||
 	    bd_reflection_register(d->reflection, d->server)) {
 		bd_log_error("cannot register the gRPC services");
 		return -1;
@@ -359,12 +253,12 @@ static int build_server(daemon_state *d)
 
 static int add_listeners(daemon_state *d)
 {
-	char bound[LISTENERS_MAX][PATH_MAX_BYTES + 16];
-	char line[LISTENERS_MAX * 80];
 	size_t used = 0;
 
+	d->listening[0] = '\0';
 	for (size_t i = 0; i < d->opts.n_listen; i++) {
 		const char *addr = d->opts.listen[i];
+		const char *colon = strrchr(addr, ':');
 		int port = bd_server_listen(d->server, addr);
 		if (port < 0) {
 			bd_log_error("cannot listen on %s: the address is in use, not local, or"
@@ -372,17 +266,16 @@ static int add_listeners(daemon_state *d)
 			             addr);
 			return -1;
 		}
-		if (port == 0)
-			(void)snprintf(bound[i], sizeof(bound[i]), "%s", addr);
-		else
-			(void)snprintf(bound[i], sizeof(bound[i]), "%.*s:%d",
-			               (int)(strrchr(addr, ':') - addr), addr, port);
-		used += (size_t)snprintf(line + used, sizeof(line) - used, "%s%s", i ? ", " : "",
-		                         bound[i]);
-		if (used >= sizeof(line))
-			used = sizeof(line) - 1;
+		/* An ephemeral port (":0") is shown as the one the kernel chose. */
+		int n = port == 0 ? snprintf(d->listening + used, sizeof(d->listening) - used,
+		                             "%s%s", i ? ", " : "", addr)
+		                  : snprintf(d->listening + used, sizeof(d->listening) - used,
+		                             "%s%.*s:%d", i ? ", " : "", (int)(colon - addr), addr,
+		                             port);
+		if (n < 0 || (size_t)n >= sizeof(d->listening) - used)
+			break; /* only the status line is cut short */
+		used += (size_t)n;
 	}
-	(void)snprintf(d->listening, sizeof(d->listening), "%s", line);
 	return 0;
 }
 
@@ -406,7 +299,11 @@ static int start_signals(daemon_state *d)
 static void announce_ready(daemon_state *d)
 {
 	bd_log_info("budgetd ready: listening on %s", d->listening);
-	int rc = sd_notifyf(0, "READY=1\nSTATUS=listening on %s", d->listening);
+	char metrics[64] = "";
+	if (d->app.metrics)
+		(void)snprintf(metrics, sizeof(metrics), "; metrics on port %d",
+		               bd_metrics_port(d->app.metrics));
+	int rc = sd_notifyf(0, "READY=1\nSTATUS=listening on %s%s", d->listening, metrics);
 	if (rc < 0)
 		bd_log_warn("sd_notify READY failed: %s", strerror(-rc));
 }
@@ -422,6 +319,8 @@ static int64_t unix_now_ns(void)
 /* Frees what a failed start left behind. */
 static void abandon(daemon_state *d)
 {
+	bd_metrics_destroy(d->app.metrics);
+	d->app.metrics = NULL;
 	if (d->app.writer)
 		bd_writer_destroy(d->app.writer);
 	if (d->server) {
@@ -443,9 +342,10 @@ static int run(daemon_state *d)
 	int rc = 1;
 	if (bd_writer_create(d->loop, d->store, d->opts.queue_depth, &d->app.writer) != 0) {
 		bd_log_error("cannot start the writer thread");
-	} else if (build_server(d) == 0 && add_listeners(d) == 0 && start_signals(d) == 0 &&
-	           bd_server_start(d->server) == 0) {
+	} else if (build_server(d) == 0 && add_listeners(d) == 0 && start_metrics(d) == 0 &&
+	           start_signals(d) == 0 && bd_server_start(d->server) == 0) {
 		bd_health_set_serving(d->health, true);
+		start_ticker(d);
 		announce_ready(d);
 		uv_run(d->loop, UV_RUN_DEFAULT);
 		rc = 0;
@@ -465,17 +365,24 @@ static int run(daemon_state *d)
 int main(int argc, char **argv)
 {
 	static daemon_state d;
-	int rc = parse_options(argc, argv, &d.opts);
+	int rc = bd_options_load(argc, argv, &d.opts);
 
 	if (rc)
 		return rc < 0 ? 0 : rc;
+	if (d.opts.check_config) {
+		bd_options_print(&d.opts, stdout);
+		return 0;
+	}
+	if (d.opts.verify) /* the database against its mutation log, then exit */
+		return bd_admin_verify_main(d.opts.db);
 	bd_log_set_level(d.opts.log_level);
-	if (d.opts.log_file && (rc = bd_log_open(d.opts.log_file))) {
-		fprintf(stderr, "budgetd: cannot open --log-file %s: %s\n", d.opts.log_file,
+	if (d.opts.log_file[0] && (rc = bd_log_open(d.opts.log_file))) {
+		fprintf(stderr, "budgetd: cannot open the log file %s: %s\n", d.opts.log_file,
 		        strerror(-rc));
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	bd_log_info("budgetd %s starting (pid %d)", BD_VERSION, (int)getpid());
+	bd_log_info("budgetd %s starting (pid %d)%s%s", BD_VERSION, (int)getpid(),
+	            d.opts.config[0] ? ", config " : "", d.opts.config);
 	return run(&d);
 }

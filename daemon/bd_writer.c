@@ -95,13 +95,16 @@ static void commit_mutations(bd_writer *w, bd_job *jobs)
 			j->error = w->items[i].error;
 		i++;
 	}
-	uint64_t index = 0;
-	(void)bs_store_commit_index(w->store, &index, NULL);
+	bs_stats figures = {0};
+	bs_error err;
+	(void)bs_store_stats(w->store, &figures, &err); /* best effort: metrics only */
 	uv_mutex_lock(&w->lock);
 	w->stats.batches++;
 	w->stats.mutations += n;
 	w->stats.commit_ns += elapsed;
-	w->stats.commit_index = index;
+	w->stats.commit_index = figures.commit_index;
+	w->stats.open_holds = figures.open_holds;
+	w->stats.db_bytes = figures.db_bytes;
 	w->stats.storage_failures += rc == BS_ESTORAGE;
 	uv_mutex_unlock(&w->lock);
 	if (w->observer)

@@ -46,6 +46,8 @@ typedef struct bd_writer_stats {
 	uint64_t commit_ns;    /* time spent in apply_batch */
 	unsigned queue_depth;  /* jobs waiting now */
 	uint64_t commit_index; /* after the last batch */
+	uint64_t open_holds;   /* after the last batch */
+	uint64_t db_bytes;     /* database and WAL, after the last batch */
 	uint64_t storage_failures;
 } bd_writer_stats;
 

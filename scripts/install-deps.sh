@@ -13,7 +13,7 @@ libuv1-dev
 libcriterion-dev
 libjansson-dev libinih-dev libsystemd-dev libmicrohttpd-dev
 python3 python3-grpcio
-scdoc openssl procps
+scdoc openssl procps systemd
 clang libclang-rt-14-dev clang-format cppcheck
 "
 

@@ -5,11 +5,14 @@
 #include <string.h>
 
 #include "bc_internal.h"
+#include "budgetd/v1/budget_admin.pb-c.h"
 #include "budgetd/v1/budget_authority.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 #define METHOD(name) "/budgetd.v1.BudgetAuthority/" name
 #define HEALTH_CHECK "/grpc.health.v1.Health/Check"
+
+#define ADMIN_METHOD(name) "/budgetd.v1.BudgetAdmin/" name
 
 /* ---- requests ------------------------------------------------------------ */
 
@@ -693,4 +696,107 @@ int bc_health_check(bc_client *client, const char *service, int deadline_ms,
 	*status = (bc_serving_status)resp->status;
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 	return 0;
+}
+
+/* ---- administration -------------------------------------------------------- */
+
+/* Copies a repeated string field; *out is NULL when n is 0. */
+static void cv_strings(conv *cv, char *const *src, size_t n, char ***out, size_t *count)
+{
+	*out = NULL;
+	*count = 0;
+	if (n == 0)
+		return;
+	*out = calloc(n, sizeof(**out));
+	if (!*out) {
+		cv->oom = true;
+		return;
+	}
+	*count = n;
+	for (size_t i = 0; i < n; i++)
+		(*out)[i] = cv_str(cv, src[i]);
+}
+
+static void free_strings(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void bc_backup_result_free(bc_backup_result *r)
+{
+	if (!r)
+		return;
+	free(r->path);
+	free(r->summary);
+	free_strings(r->mismatches, r->n_mismatches);
+	memset(r, 0, sizeof(*r));
+}
+
+void bc_verify_result_free(bc_verify_result *r)
+{
+	if (!r)
+		return;
+	free(r->summary);
+	free_strings(r->mismatches, r->n_mismatches);
+	memset(r, 0, sizeof(*r));
+}
+
+int bc_backup(bc_client *client, const char *path, int deadline_ms, bc_backup_result *out,
+              bc_error *err)
+{
+	Budgetd__V1__BackupRequest pr = BUDGETD__V1__BACKUP_REQUEST__INIT;
+	Budgetd__V1__BackupResponse *resp = NULL;
+	ProtobufCMessage *msg = NULL;
+	conv cv = {false};
+	int rc;
+
+	CHECK_ARGS(client, path != NULL, out, err);
+	pr.path = req_str(path);
+	rc = bc__unary(client, ADMIN_METHOD("Backup"), &pr.base,
+	               &budgetd__v1__backup_response__descriptor, BC__RETRY_READ, deadline_ms, &msg,
+	               err);
+	if (rc != 0)
+		return rc;
+	resp = (void *)msg;
+	out->path = cv_str(&cv, resp->path);
+	out->bytes = resp->bytes;
+	out->commit_index = resp->commit_index;
+	out->materialized_seq = resp->materialized_seq;
+	out->verified = resp->verified;
+	out->summary = cv_str(&cv, resp->summary);
+	cv_strings(&cv, resp->mismatches, resp->n_mismatches, &out->mismatches, &out->n_mismatches);
+	out->mismatch_count = resp->mismatch_count;
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return CONV_END(cv, bc_backup_result_free, out, err);
+}
+
+int bc_verify(bc_client *client, int deadline_ms, bc_verify_result *out, bc_error *err)
+{
+	Budgetd__V1__VerifyRequest pr = BUDGETD__V1__VERIFY_REQUEST__INIT;
+	Budgetd__V1__VerifyResponse *resp = NULL;
+	ProtobufCMessage *msg = NULL;
+	conv cv = {false};
+	int rc;
+
+	CHECK_ARGS(client, true, out, err);
+	rc = bc__unary(client, ADMIN_METHOD("Verify"), &pr.base,
+	               &budgetd__v1__verify_response__descriptor, BC__RETRY_READ, deadline_ms, &msg,
+	               err);
+	if (rc != 0)
+		return rc;
+	resp = (void *)msg;
+	out->ok = resp->ok;
+	out->summary = cv_str(&cv, resp->summary);
+	cv_strings(&cv, resp->mismatches, resp->n_mismatches, &out->mismatches, &out->n_mismatches);
+	out->mismatch_count = resp->mismatch_count;
+	out->events = resp->events;
+	out->commit_index = resp->commit_index;
+	out->materialized_seq = resp->materialized_seq;
+	out->usage_records = resp->usage_records;
+	out->holds = resp->holds;
+	out->open_holds = resp->open_holds;
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return CONV_END(cv, bc_verify_result_free, out, err);
 }

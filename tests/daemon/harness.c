@@ -125,6 +125,8 @@ static int spawn(td_daemon *d, const char *const *extra)
 		if (strncmp(*v, "NOTIFY_SOCKET=", 14) && strncmp(*v, "STATE_DIRECTORY=", 16))
 			envp[e++] = *v;
 	envp[e++] = notify_env;
+	for (int i = 0; d->env && d->env[i] && e < 510; i++)
+		envp[e++] = (char *)d->env[i];
 	envp[e] = NULL;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, d->log, O_WRONLY | O_CREAT | O_APPEND,
@@ -164,21 +166,35 @@ int td_start(td_daemon *d, const char *const *extra)
 	return 0;
 }
 
-/* Waits (bounded) for the child to exit: its pidfd becomes readable. */
+/* Waits (bounded) for the child to exit: its pidfd becomes readable. Its
+ * notifications are drained meanwhile: sd_notify blocks on a full socket. */
 static int wait_exit(td_daemon *d, int timeout_ms)
 {
 	int pfd = (int)syscall(SYS_pidfd_open, d->pid, 0);
-	struct pollfd p = {.fd = pfd, .events = POLLIN};
+	int64_t deadline = now_ms() + timeout_ms;
+	char msg[1024];
 	int status;
 
 	if (pfd < 0)
 		return -2;
-	int ready = poll(&p, 1, timeout_ms);
+	for (;;) {
+		struct pollfd p[2] = {{.fd = pfd, .events = POLLIN},
+		                      {.fd = d->notify_fd, .events = POLLIN}};
+		int left = (int)(deadline - now_ms());
+		if (left <= 0 || poll(p, d->notify_fd >= 0 ? 2 : 1, left) <= 0)
+			break;
+		if (p[1].revents & POLLIN)
+			(void)!recv(d->notify_fd, msg, sizeof(msg), MSG_DONTWAIT);
+		if (p[0].revents & POLLIN) {
+			close(pfd);
+			if (waitpid(d->pid, &status, 0) != d->pid)
+				return -2;
+			d->pid = 0;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		}
+	}
 	close(pfd);
-	if (ready != 1 || waitpid(d->pid, &status, 0) != d->pid)
-		return -2;
-	d->pid = 0;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	return -2;
 }
 
 int td_stop(td_daemon *d)
@@ -231,7 +247,7 @@ int td_run_once(const char *const *args, char *err, size_t err_len, int timeout_
 	const char *argv[ARGS_MAX];
 	int n = 0, fd = mkstemp(path);
 	posix_spawn_file_actions_t fa;
-	td_daemon d = {0};
+	td_daemon d = {.notify_fd = -1};
 
 	if (fd < 0)
 		return -1;

@@ -18,13 +18,14 @@
 
 typedef struct td_daemon {
 	pid_t pid;
-	char dir[64];        /* temp dir, kept across restarts */
-	char db[320];        /* dir/budgetd.db */
-	char log[320];       /* dir/budgetd.log: the daemon's stderr */
-	char unix_addr[320]; /* unix:dir/budgetd.sock */
-	char tcp_addr[64];   /* 127.0.0.1:PORT, learnt from READY */
-	int notify_fd;       /* datagram socket the daemon notifies */
-	char status[512];    /* the last STATUS= it sent */
+	char dir[64];           /* temp dir, kept across restarts */
+	char db[320];           /* dir/budgetd.db */
+	char log[320];          /* dir/budgetd.log: the daemon's stderr */
+	char unix_addr[320];    /* unix:dir/budgetd.sock */
+	char tcp_addr[64];      /* 127.0.0.1:PORT, learnt from READY */
+	int notify_fd;          /* datagram socket the daemon notifies */
+	char status[512];       /* the last STATUS= it sent */
+	const char *const *env; /* extra environment for the daemon, or NULL */
 } td_daemon;
 
 /* Creates the temp dir (first start only) and starts budgetd with its

@@ -211,7 +211,7 @@ Test(lifecycle, a_bad_flag_exits_2_with_one_line)
 	expect_start_failure((const char *const[]){"--no-such-flag", NULL}, 2,
 	                     "unknown or incomplete option `--no-such-flag`");
 	expect_start_failure((const char *const[]){"--sync", "sometimes", NULL}, 2,
-	                     "--sync must be full or normal");
+	                     "--sync: must be full or normal, not `sometimes`");
 	expect_start_failure((const char *const[]){"--log-level", "loud", NULL}, 2, "--log-level");
 }
 
@@ -242,4 +242,24 @@ Test(lifecycle, help_and_version_exit_0)
 {
 	expect_start_failure((const char *const[]){"--help", NULL}, 0, "--listen ADDR");
 	expect_start_failure((const char *const[]){"--version", NULL}, 0, "budgetd 0.1.0");
+}
+
+/* ---- systemd notifications ---- */
+
+Test(lifecycle, the_watchdog_is_pinged_while_the_writer_makes_progress)
+{
+	static const char *const env[] = {"WATCHDOG_USEC=200000", NULL};
+
+	fx_stop();
+	daemon_.env = env;
+	fx_start(NULL, NULL);
+	cr_assert(td_wait_notify(&daemon_, "WATCHDOG=1", 10000), "no WATCHDOG=1 ping");
+	bc_authorize_hold_result a = fx_authorize("wd", 0, 1, NULL, NULL, false, 0);
+	bc_authorize_hold_result_free(&a);
+	cr_assert(td_wait_notify(&daemon_, "WATCHDOG=1", 10000), "no ping after a commit");
+	cr_assert(td_wait_notify(&daemon_, "STATUS=serving; commit index 1", 10000),
+	          "status line: %s", daemon_.status);
+	cr_assert_eq(kill(daemon_.pid, SIGTERM), 0);
+	cr_assert(td_wait_notify(&daemon_, "STOPPING=1", TD_STOP_TIMEOUT_MS));
+	fx_stop();
 }

@@ -2,7 +2,8 @@
  *
  * One function per RPC of budgetd.v1.BudgetAuthority (see
  * proto/budgetd/v1/budget_authority.proto for the meaning of every field),
- * plus grpc.health.v1.Health/Check. Calls are synchronous and bounded by a
+ * plus grpc.health.v1.Health/Check and budgetd.v1.BudgetAdmin (backup and
+ * verification, at the end of this file). Calls are synchronous and bounded by a
  * deadline. No gRPC or protobuf type appears here: requests and results are
  * plain C structs whose fields carry the .proto field names.
  *
@@ -461,6 +462,60 @@ BC_API void bc_server_info_free(bc_server_info *info);
  * A NOT_SERVING answer is a success with *status = NOT_SERVING. */
 BC_API int bc_health_check(bc_client *client, const char *service, int deadline_ms,
                            bc_serving_status *status, bc_error *err);
+
+/* ---- administration (budgetd.v1.BudgetAdmin) ------------------------------
+ *
+ * Operator calls; see proto/budgetd/v1/budget_admin.proto. They may take
+ * long on a large database: pass a deadline_ms that allows for it (the
+ * server finishes the work even when the caller stops waiting). Both are
+ * retried like reads (on UNAVAILABLE only). A Backup retried after its
+ * reply was lost answers ALREADY_EXISTS: the first attempt wrote the file.
+ */
+
+#define BC_ADMIN_MISMATCHES_MAX 20 /* mismatch descriptions a result carries */
+
+/* BackupResponse. */
+typedef struct bc_backup_result {
+	char *path;                /* the backup file written (on the server) */
+	uint64_t bytes;            /* its size */
+	uint64_t commit_index;     /* its last event_seq */
+	uint64_t materialized_seq; /* how far its derived tables reach */
+	bool verified;             /* the copy verified with no mismatch */
+	char *summary;             /* the verification of the copy, for a person */
+	size_t n_mismatches;       /* entries in `mismatches` (the first ones found) */
+	char **mismatches;         /* one line each; NULL when none */
+	uint64_t mismatch_count;   /* mismatches found in all */
+} bc_backup_result;
+
+/* Backup: writes a consistent copy of the server's database to `path`, an
+ * absolute path ON THE SERVER'S FILESYSTEM where no file exists yet, and
+ * verifies it. A copy with mismatches is written too: verified = false.
+ * Fails with INVALID_ARGUMENT (bad path), ALREADY_EXISTS (the file exists),
+ * FAILED_PRECONDITION (a backup is already running), UNAVAILABLE. */
+BC_API int bc_backup(bc_client *client, const char *path, int deadline_ms, bc_backup_result *out,
+                     bc_error *err);
+BC_API void bc_backup_result_free(bc_backup_result *result);
+
+/* VerifyResponse. */
+typedef struct bc_verify_result {
+	bool ok;                   /* no mismatch */
+	char *summary;             /* what was checked and the verdict, for a person */
+	size_t n_mismatches;       /* entries in `mismatches` (the first ones found) */
+	char **mismatches;         /* one line each; NULL when none */
+	uint64_t mismatch_count;   /* mismatches found in all */
+	uint64_t events;           /* events in the mutation log */
+	uint64_t commit_index;     /* the last event_seq the snapshot holds */
+	uint64_t materialized_seq; /* how far the derived tables reach */
+	uint64_t usage_records;    /* usage records the log folds to */
+	uint64_t holds;            /* holds the log folds to */
+	uint64_t open_holds;       /* of those, still open */
+} bc_verify_result;
+
+/* Verify: replays the server's mutation log and checks the ledger. A
+ * ledger with mismatches is a success with ok = false. Fails with
+ * FAILED_PRECONDITION (a verification is already running), UNAVAILABLE. */
+BC_API int bc_verify(bc_client *client, int deadline_ms, bc_verify_result *out, bc_error *err);
+BC_API void bc_verify_result_free(bc_verify_result *result);
 
 #ifdef __cplusplus
 }
