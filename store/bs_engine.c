@@ -572,6 +572,7 @@ static void event_for(const bs_mutation *m, const bs_decision *d, uint64_t seq, 
 	ev->realized_after = d->usage_after.realized;
 	ev->has_authority = m->has_authority;
 	ev->authority = m->authority;
+	ev->caller = m->caller;
 }
 
 static int decide(engine *e, const bs_mutation *m, bs_decision *d, bs_error *err)

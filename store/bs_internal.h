@@ -9,7 +9,7 @@
 
 #include "bs_store.h"
 
-#define BS_SCHEMA_VERSION 1
+#define BS_SCHEMA_VERSION 2
 
 /* Sets err (when not NULL) and returns `code`. */
 int bs_errorf(bs_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

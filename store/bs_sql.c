@@ -94,6 +94,8 @@ static const char *const migrations[BS_SCHEMA_VERSION + 1] = {
               " key TEXT NOT NULL PRIMARY KEY,"
               " value INTEGER NOT NULL) WITHOUT ROWID;"
               "INSERT INTO store_meta (key, value) VALUES ('materialized_seq', 0);",
+        /* v2: who made each event (NULL for events from before v2). */
+        [2] = "ALTER TABLE events ADD COLUMN caller TEXT;",
 };
 
 #define EVENT_COLUMNS_OF(p)                                                                        \
@@ -101,7 +103,8 @@ static const char *const migrations[BS_SCHEMA_VERSION + 1] = {
 	  "kind, " p "allowed, " p "denial, " p "recorded_at, " p "usage_seq, " p                  \
 	  "exposure_units, " p "realized_units, " p "max_invocations, " p                          \
 	  "max_cost_per_invocation, " p "max_total_cost_units, " p "invocation_count_after, " p    \
-	  "exposed_after, " p "realized_after, " p "authority_id, " p "lease_id, " p "lease_epoch"
+	  "exposed_after, " p "realized_after, " p "authority_id, " p "lease_id, " p               \
+	  "lease_epoch, " p "caller"
 #define EVENT_COLUMNS EVENT_COLUMNS_OF("")
 #define USAGE_COLUMNS                                                                              \
 	"capability_id, grant_index, invocation_count, total_cost_exposed,"                        \
@@ -146,7 +149,7 @@ static const char *const statement_sql[ST_COUNT] = {
         [ST_ROLLBACK] = "ROLLBACK",
         [ST_EVENT_INSERT] =
                 "INSERT INTO events (" EVENT_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
-                " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
         [ST_EVENT_BY_SEQ] = "SELECT " EVENT_COLUMNS " FROM events WHERE event_seq = ?1",
         [ST_EVENTS_AFTER] = "SELECT " EVENT_COLUMNS " FROM events WHERE event_seq > ?1"
                             " ORDER BY event_seq",
@@ -299,6 +302,7 @@ static void row_to_event(sqlite3_stmt *st, bs_event *ev, char *idbuf, size_t ids
 	ev->exposed_after = col_u64(st, 16);
 	ev->realized_after = col_u64(st, 17);
 	row_to_authority(st, 18, &ev->has_authority, &ev->authority);
+	ev->caller = col_str(st, 21);
 }
 
 static void row_to_usage(sqlite3_stmt *st, bs_usage *u)
@@ -463,6 +467,7 @@ int bs_db_append_event(bs_db *s, const bs_event *ev, bool store_id, bs_error *er
 	rc |= bind_u64(st, 17, ev->exposed_after);
 	rc |= bind_u64(st, 18, ev->realized_after);
 	rc |= bind_authority(st, 19, ev->has_authority, &ev->authority);
+	rc |= bind_str(st, 22, ev->caller);
 	return step_write(s, st, rc, "appending to the mutation log", err);
 }
 

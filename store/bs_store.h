@@ -120,6 +120,7 @@ typedef struct bs_mutation {
 	uint64_t max_total_cost_units;
 	bool has_authority; /* optional; not for increment */
 	bs_authority authority;
+	bs_str caller; /* optional: who asks (recorded, not part of idempotency) */
 } bs_mutation;
 
 /* The decision for one mutation, with its commit metadata. Fixed-size and
@@ -200,6 +201,7 @@ typedef struct bs_event {
 	uint64_t realized_after;
 	bool has_authority;
 	bs_authority authority;
+	bs_str caller; /* absent for events recorded without one */
 } bs_event;
 
 /* Visitors: return 0 to continue, anything else to stop the listing (the

@@ -171,6 +171,8 @@ int bs_validate_mutation(const bs_mutation *m, bs_error *err)
 		                 "event_id must not start with the reserved prefix `%s`", prefix);
 	if ((rc = check_authority(m, err)))
 		return rc;
+	if ((rc = bs_validate_id("caller", m->caller, false, err)))
+		return rc;
 	if (m->kind == BS_KIND_RECONCILE_SPEND && m->realized_units > m->exposure_units)
 		return bs_errorf(err, BS_EINVAL, "cannot realize spend larger than exposed cost");
 	return BS_OK;

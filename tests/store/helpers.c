@@ -237,12 +237,14 @@ void th_copy_event(th_event *dst, const bs_event *e)
 	th_copy_str(dst->cap, e->capability_id);
 	th_copy_str(dst->authority_id, e->has_authority ? e->authority.authority_id : no_str);
 	th_copy_str(dst->lease_id, e->has_authority ? e->authority.lease_id : no_str);
+	th_copy_str(dst->caller, e->caller);
 	dst->e = *e;
 	dst->e.event_id = no_str;
 	dst->e.hold_id = no_str;
 	dst->e.capability_id = no_str;
 	dst->e.authority.authority_id = no_str;
 	dst->e.authority.lease_id = no_str;
+	dst->e.caller = no_str;
 }
 
 /* --- queries ------------------------------------------------------------- */

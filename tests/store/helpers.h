@@ -70,6 +70,7 @@ typedef struct th_event {
 	char cap[BS_ID_LEN_MAX + 1];
 	char authority_id[BS_ID_LEN_MAX + 1];
 	char lease_id[BS_ID_LEN_MAX + 1];
+	char caller[BS_ID_LEN_MAX + 1];
 	bs_event e;
 } th_event;
 
