@@ -18,6 +18,7 @@
 
 #include "bd_admin.h"
 #include "bd_app.h"
+#include "bd_auth.h"
 #include "bd_log.h"
 #include "bd_status.h"
 #include "bs_admin.h"
@@ -236,9 +237,9 @@ static void handle_verify(bd_unary *call)
 
 static const bd_unary_method methods[] = {
         {SERVICE "Backup", &budgetd__v1__backup_request__descriptor, handle_backup,
-         ARMED_ADMIN_CALLS},
+         ARMED_ADMIN_CALLS, BD_ACCESS_ADMIN},
         {SERVICE "Verify", &budgetd__v1__verify_request__descriptor, handle_verify,
-         ARMED_ADMIN_CALLS},
+         ARMED_ADMIN_CALLS, BD_ACCESS_ADMIN},
 };
 
 int bd_admin_register(bd_server *server, uv_loop_t *loop, const char *db_path)

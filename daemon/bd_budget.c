@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "bd_app.h"
+#include "bd_auth.h"
 #include "bd_log.h"
 #include "bd_status.h"
 #include "bd_translate.h"
@@ -218,6 +219,28 @@ static void mutation_done(bd_job *job)
 		bd_unary_fail(mc->call, code, "%s", job->error.message);
 }
 
+/* Capability prefixes of the caller's identity (bd_auth). A missing id is
+ * the store's to reject. */
+static bool capability_permitted(bd_unary *call, const char *cap)
+{
+	if (!cap || !*cap || bd_auth_capability_allowed(bd_unary_principal(call), cap))
+		return true;
+	bd_unary_fail(call, GRPC_STATUS_PERMISSION_DENIED,
+	              "identity `%s` may not use capability `%s`", bd_unary_identity(call), cap);
+	return false;
+}
+
+/* A restricted identity lists only what it may see: its prefix, named. */
+static bool listing_permitted(bd_unary *call, int has_cap, const char *cap)
+{
+	if (has_cap || !bd_auth_restricted(bd_unary_principal(call)))
+		return capability_permitted(call, has_cap ? cap : NULL);
+	bd_unary_fail(call, GRPC_STATUS_PERMISSION_DENIED,
+	              "identity `%s` may only list its own capabilities: give capability_id",
+	              bd_unary_identity(call));
+	return false;
+}
+
 /* Every mutation RPC: translate, queue, reply when durable. */
 static void handle_mutation(bd_unary *call, reply_fn reply)
 {
@@ -235,6 +258,10 @@ static void handle_mutation(bd_unary *call, reply_fn reply)
 		bd_unary_fail(call, GRPC_STATUS_INTERNAL, "not a mutation request");
 		return;
 	}
+	if (!capability_permitted(call, mc->m.capability_id.ptr))
+		return;
+	if (*bd_unary_identity(call))
+		mc->m.caller = bs_str_from(bd_unary_identity(call));
 	submit(call, &mc->job);
 }
 
@@ -350,7 +377,10 @@ static void read_get_usage(bd_job *job, bs_store *store)
 
 static void handle_get_usage(bd_unary *call)
 {
-	start_read(call, read_get_usage);
+	const Budgetd__V1__GetUsageRequest *r = bd_unary_request(call);
+
+	if (capability_permitted(call, r->capability_id))
+		start_read(call, read_get_usage);
 }
 
 static void read_list_usages(bd_job *job, bs_store *store)
@@ -376,7 +406,10 @@ static void read_list_usages(bd_job *job, bs_store *store)
 
 static void handle_list_usages(bd_unary *call)
 {
-	start_read(call, read_list_usages);
+	const Budgetd__V1__ListUsagesRequest *r = bd_unary_request(call);
+
+	if (listing_permitted(call, r->_capability_id_case, r->capability_id))
+		start_read(call, read_list_usages);
 }
 
 static Budgetd__V1__MutationEvent *event_msg(bd_arena *a, const bs_event *e)
@@ -427,6 +460,8 @@ static Budgetd__V1__MutationEvent *event_msg(bd_arena *a, const bs_event *e)
 	m->total_cost_realized_spend_after = e->realized_after;
 	if (e->has_authority && !(m->authority = authority_msg(a, &e->authority)))
 		return NULL;
+	if (e->caller.ptr && !(m->caller = arena_str(a, e->caller)))
+		return NULL;
 	if (!m->event_id || !m->capability_id || !m->recorded_at || (e->hold_id.ptr && !m->hold_id))
 		return NULL;
 	return m;
@@ -473,7 +508,10 @@ static void read_list_events(bd_job *job, bs_store *store)
 
 static void handle_list_events(bd_unary *call)
 {
-	start_read(call, read_list_events);
+	const Budgetd__V1__ListMutationEventsRequest *r = bd_unary_request(call);
+
+	if (listing_permitted(call, r->_capability_id_case, r->capability_id))
+		start_read(call, read_list_events);
 }
 
 static Budgetd__V1__Hold *hold_msg(bd_arena *a, const bs_hold *h)
@@ -524,6 +562,15 @@ static void read_get_hold(bd_job *job, bs_store *store)
 		               r->hold_id);
 		return;
 	}
+	/* The principal is immutable: reading it here, off the loop, is safe. */
+	if (hold &&
+	    !bd_auth_capability_allowed(bd_unary_principal(rc->call), hold->capability_id)) {
+		rc->code = GRPC_STATUS_PERMISSION_DENIED;
+		(void)snprintf(rc->message, sizeof(rc->message),
+		               "identity `%s` may not see holds of capability `%s`",
+		               bd_unary_identity(rc->call), hold->capability_id);
+		return;
+	}
 	resp.hold = hold;
 	read_finish(rc, src, &err, &resp.base, !c.failed);
 }
@@ -560,27 +607,27 @@ static void handle_server_info(bd_unary *call)
 
 static const bd_unary_method methods[] = {
         {SERVICE "AuthorizeHold", &budgetd__v1__authorize_hold_request__descriptor,
-         handle_authorize, ARMED_MUTATIONS},
+         handle_authorize, ARMED_MUTATIONS, BD_ACCESS_MUTATE},
         {SERVICE "ReleaseHold", &budgetd__v1__release_hold_request__descriptor, handle_settlement,
-         ARMED_READS},
+         ARMED_READS, BD_ACCESS_MUTATE},
         {SERVICE "ReverseHold", &budgetd__v1__reverse_hold_request__descriptor, handle_settlement,
-         ARMED_READS},
+         ARMED_READS, BD_ACCESS_MUTATE},
         {SERVICE "ReconcileHold", &budgetd__v1__reconcile_hold_request__descriptor,
-         handle_settlement, ARMED_MUTATIONS},
+         handle_settlement, ARMED_MUTATIONS, BD_ACCESS_MUTATE},
         {SERVICE "CaptureHold", &budgetd__v1__capture_hold_request__descriptor, handle_settlement,
-         ARMED_READS},
+         ARMED_READS, BD_ACCESS_MUTATE},
         {SERVICE "IncrementInvocation", &budgetd__v1__increment_invocation_request__descriptor,
-         handle_increment, ARMED_READS},
+         handle_increment, ARMED_READS, BD_ACCESS_MUTATE},
         {SERVICE "GetUsage", &budgetd__v1__get_usage_request__descriptor, handle_get_usage,
-         ARMED_READS},
+         ARMED_READS, BD_ACCESS_READ},
         {SERVICE "ListUsages", &budgetd__v1__list_usages_request__descriptor, handle_list_usages,
-         ARMED_READS},
+         ARMED_READS, BD_ACCESS_READ},
         {SERVICE "ListMutationEvents", &budgetd__v1__list_mutation_events_request__descriptor,
-         handle_list_events, ARMED_READS},
+         handle_list_events, ARMED_READS, BD_ACCESS_READ},
         {SERVICE "GetHold", &budgetd__v1__get_hold_request__descriptor, handle_get_hold,
-         ARMED_READS},
+         ARMED_READS, BD_ACCESS_READ},
         {SERVICE "GetServerInfo", &budgetd__v1__get_server_info_request__descriptor,
-         handle_server_info, ARMED_READS},
+         handle_server_info, ARMED_READS, BD_ACCESS_READ},
 };
 
 int bd_budget_register(bd_server *server)

@@ -22,6 +22,7 @@ typedef struct setting {
 	const char *key;
 	const char *flag; /* --flag */
 	setter_fn set;
+	bool boolean; /* a flag without a value means "true" */
 } setting;
 
 /* ---- the setters: one parser per setting, shared by file and flags ---- */
@@ -134,6 +135,42 @@ static int set_metrics(bd_options *o, const char *value, char *why, size_t len)
 	return copy_value(o->metrics_listen, sizeof(o->metrics_listen), value, true, why, len);
 }
 
+static int set_path(char *dst, size_t size, const char *value, char *why, size_t len)
+{
+	return copy_value(dst, size, value, true, why, len);
+}
+
+static int set_tls_cert(bd_options *o, const char *value, char *why, size_t len)
+{
+	return set_path(o->tls_cert, sizeof(o->tls_cert), value, why, len);
+}
+
+static int set_tls_key(bd_options *o, const char *value, char *why, size_t len)
+{
+	return set_path(o->tls_key, sizeof(o->tls_key), value, why, len);
+}
+
+static int set_tls_client_ca(bd_options *o, const char *value, char *why, size_t len)
+{
+	return set_path(o->tls_client_ca, sizeof(o->tls_client_ca), value, why, len);
+}
+
+static int set_permissions(bd_options *o, const char *value, char *why, size_t len)
+{
+	return set_path(o->permissions, sizeof(o->permissions), value, why, len);
+}
+
+static int set_insecure(bd_options *o, const char *value, char *why, size_t len)
+{
+	if (strcmp(value, "true") == 0)
+		o->insecure = true;
+	else if (strcmp(value, "false") == 0)
+		o->insecure = false;
+	else
+		return fail(why, len, "must be true or false, not `%s`", value);
+	return 0;
+}
+
 static const setting settings[] = {
         {"server", "listen", "listen", set_listen},
         {"server", "authority_id", "authority-id", set_authority},
@@ -144,6 +181,11 @@ static const setting settings[] = {
         {"log", "level", "log-level", set_level},
         {"log", "file", "log-file", set_log_file},
         {"metrics", "listen", "metrics-listen", set_metrics},
+        {"server", "insecure", "insecure", set_insecure, true},
+        {"tls", "cert", "tls-cert", set_tls_cert},
+        {"tls", "key", "tls-key", set_tls_key},
+        {"tls", "client_ca", "tls-client-ca", set_tls_client_ca},
+        {"auth", "permissions", "permissions", set_permissions},
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
 #define LISTEN     0 /* settings[LISTEN] repeats: the flags replace the file's list */
@@ -260,6 +302,13 @@ static void usage(FILE *out)
 	        "                         default %d)\n"
 	        "  --metrics-listen ADDR  serve Prometheus metrics on http://ADDR/metrics\n"
 	        "                         (host:port; off by default)\n"
+	        "  --tls-cert PATH        serve TLS on the TCP listeners with this certificate\n"
+	        "  --tls-key PATH         ... and this private key (PEM; re-read on SIGHUP)\n"
+	        "  --tls-client-ca PATH   require client certificates signed by this CA\n"
+	        "                         (mutual TLS; callers are known by their certificate)\n"
+	        "  --insecure             allow plaintext TCP on addresses other than loopback\n"
+	        "  --permissions PATH     identities and their roles (INI; default: unix and\n"
+	        "                         loopback callers are kernels, nobody else)\n"
 	        "  --verify               check the database (--db) against its mutation log,\n"
 	        "                         print a summary and exit (0 consistent, 1 not,\n"
 	        "                         3 when the file cannot be verified)\n"
@@ -267,8 +316,8 @@ static void usage(FILE *out)
 	        "  --help                 print this help and exit\n"
 	        "\n"
 	        "Config file sections and keys: [server] listen (repeatable), authority_id,\n"
-	        "shutdown_grace, queue_depth; [store] db, sync; [log] level, file;\n"
-	        "[metrics] listen.\n"
+	        "shutdown_grace, queue_depth, insecure; [store] db, sync; [log] level, file;\n"
+	        "[metrics] listen; [tls] cert, key, client_ca; [auth] permissions.\n"
 	        "\n"
 	        "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP re-opens the log file.\n"
 	        "Exit status: 0 after a clean stop, 1 when the start fails, 2 on bad usage or\n"
@@ -317,7 +366,9 @@ static void build_longopts(struct option *longopts)
 	size_t n = 0;
 
 	for (size_t i = 0; i < N_SETTINGS; i++)
-		longopts[n++] = (struct option){settings[i].flag, required_argument, NULL, (int)i};
+		longopts[n++] = (struct option){
+		        settings[i].flag, settings[i].boolean ? no_argument : required_argument,
+		        NULL, (int)i};
 	for (size_t i = 0; i < sizeof(specials) / sizeof(specials[0]); i++)
 		longopts[n++] = specials[i];
 	longopts[n] = (struct option){NULL, 0, NULL, 0};
@@ -336,7 +387,8 @@ static int read_command_line(int argc, char **argv, bd_options *o, command_line 
 		if (c >= 0 && (size_t)c < N_SETTINGS) {
 			if (cl->n_flags == FLAGS_MAX)
 				return usage_error("too many options (at most %d)", FLAGS_MAX);
-			cl->flags[cl->n_flags++] = (flag_value){(size_t)c, optarg};
+			cl->flags[cl->n_flags++] =
+			        (flag_value){(size_t)c, settings[c].boolean ? "true" : optarg};
 			cl->by_flag[c] = true;
 			continue;
 		}
@@ -397,6 +449,11 @@ int bd_options_load(int argc, char **argv, bd_options *o)
 		return rc;
 	if (o->n_listen == 0)
 		(void)snprintf(o->listen[o->n_listen++], BD_ADDR_LEN_MAX, "%s", BD_DEFAULT_LISTEN);
+	if (!o->tls_cert[0] != !o->tls_key[0])
+		return usage_error("the TLS certificate and key go together (--tls-cert and"
+		                   " --tls-key)");
+	if (o->tls_client_ca[0] && !o->tls_cert[0])
+		return usage_error("--tls-client-ca needs --tls-cert and --tls-key");
 	return 0;
 }
 
@@ -410,9 +467,13 @@ void bd_options_print(const bd_options *o, FILE *out)
 	fprintf(out, "authority_id = %s\n", o->authority_id);
 	fprintf(out, "shutdown_grace = %llu\n", (unsigned long long)(o->grace_ms / 1000));
 	fprintf(out, "queue_depth = %u\n", o->queue_depth);
+	fprintf(out, "insecure = %s\n", o->insecure ? "true" : "false");
 	fprintf(out, "[store]\ndb = %s\nsync = %s\n", o->db,
 	        o->sync == BS_SYNC_FULL ? "full" : "normal");
 	fprintf(out, "[log]\nlevel = %s\nfile = %s\n",
 	        (const char *[]){"error", "warn", "info", "debug"}[o->log_level], o->log_file);
 	fprintf(out, "[metrics]\nlisten = %s\n", o->metrics_listen);
+	fprintf(out, "[tls]\ncert = %s\nkey = %s\nclient_ca = %s\n", o->tls_cert, o->tls_key,
+	        o->tls_client_ca);
+	fprintf(out, "[auth]\npermissions = %s\n", o->permissions);
 }

@@ -39,6 +39,11 @@ typedef struct bd_options {
 	uint64_t grace_ms;
 	unsigned queue_depth;
 	char metrics_listen[BD_ADDR_LEN_MAX]; /* "" when off */
+	char tls_cert[BD_PATH_LEN_MAX];       /* "" for plaintext TCP */
+	char tls_key[BD_PATH_LEN_MAX];
+	char tls_client_ca[BD_PATH_LEN_MAX]; /* "" without client certificates */
+	bool insecure;                       /* plaintext on non-loopback TCP */
+	char permissions[BD_PATH_LEN_MAX];   /* "" for the default policy */
 	/* what to do */
 	char config[BD_PATH_LEN_MAX]; /* the file that was read, or "" */
 	bool check_config;            /* validate, print, exit */

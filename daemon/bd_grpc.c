@@ -38,6 +38,8 @@ struct bd_server {
 	bool shutting_down;
 	bd_call_observer observer;
 	void *observer_ctx;
+	bd_access_fn access;
+	void *access_ctx;
 
 	/* the completion-queue thread and its hand-off list */
 	uv_thread_t cq_thread;
@@ -66,6 +68,8 @@ struct bd_unary {
 	grpc_slice status_details;
 	int cancelled;
 	uint64_t started_ns;
+	const void *principal;
+	char identity[BD_IDENTITY_MAX + 1];
 	bd_arena arena;
 };
 
@@ -350,6 +354,34 @@ void *bd_unary_app(const bd_unary *c)
 	return c->server->app;
 }
 
+const char *bd_unary_identity(const bd_unary *c)
+{
+	return c->identity;
+}
+
+const void *bd_unary_principal(const bd_unary *c)
+{
+	return c->principal;
+}
+
+/* The access hook's verdict; false when the call was refused. */
+static bool admitted(bd_unary *c)
+{
+	bd_server *s = c->server;
+	char why[512];
+
+	if (!s->access)
+		return true;
+	grpc_status_code code = s->access(s->access_ctx, c->call, c->method->m.access, c->identity,
+	                                  sizeof(c->identity), &c->principal, why, sizeof(why));
+	if (code == GRPC_STATUS_OK)
+		return true;
+	bd_log_warn("%s refused for `%s`: %s: %s", c->method->name, c->identity,
+	            bd_status_name(code), why);
+	bd_unary_fail(c, code, "%s", why);
+	return false;
+}
+
 static void on_unary_requested(bd_tag *tag, bool ok)
 {
 	bd_unary *c = bd_container_of(tag, bd_unary, tag);
@@ -370,6 +402,8 @@ static void on_unary_requested(bd_tag *tag, bool ok)
 		              s->limits.calls_max);
 		return;
 	}
+	if (!admitted(c))
+		return;
 	if (!c->payload) {
 		bd_unary_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
 		return;
@@ -544,6 +578,12 @@ void bd_server_set_observer(bd_server *s, bd_call_observer fn, void *ctx)
 	s->observer_ctx = ctx;
 }
 
+void bd_server_set_access(bd_server *s, bd_access_fn fn, void *ctx)
+{
+	s->access = fn;
+	s->access_ctx = ctx;
+}
+
 int bd_server_create(uv_loop_t *loop, const bd_server_limits *limits, void *app, bd_server **out)
 {
 	bd_server *s = calloc(1, sizeof(*s));
@@ -589,12 +629,13 @@ int bd_server_create(uv_loop_t *loop, const bd_server_limits *limits, void *app,
 	return 0;
 }
 
-int bd_server_listen(bd_server *s, const char *addr)
+int bd_server_listen(bd_server *s, const char *addr, grpc_server_credentials *tls)
 {
-	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+	grpc_server_credentials *creds = tls ? tls : grpc_insecure_server_credentials_create();
 	int port = grpc_server_add_http2_port(s->server, addr, creds);
 
-	grpc_server_credentials_release(creds);
+	if (!tls)
+		grpc_server_credentials_release(creds);
 	if (port <= 0)
 		return -1;
 	/* Local clients of the service's group may connect; nobody else. */

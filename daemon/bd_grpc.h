@@ -43,7 +43,17 @@ typedef struct bd_unary_method {
 	const ProtobufCMessageDescriptor *request;
 	bd_unary_fn handle;
 	unsigned armed; /* calls requested ahead of time (>= 1) */
+	int access;     /* what the method needs, for the access hook (bd_access) */
 } bd_unary_method;
+
+#define BD_IDENTITY_MAX 256 /* bytes of a caller identity */
+
+/* Decides whether a call may run before its request is decoded: fills the
+ * caller's identity and an opaque principal, and returns GRPC_STATUS_OK or
+ * the status (with `why`) to refuse it with. Loop thread. */
+typedef grpc_status_code (*bd_access_fn)(void *ctx, grpc_call *call, int access, char *identity,
+                                         size_t identity_len, const void **principal, char *why,
+                                         size_t why_len);
 
 typedef struct bd_server_limits {
 	int max_receive_bytes;      /* largest request message */
@@ -56,13 +66,15 @@ typedef struct bd_server_limits {
  * handlers (bd_unary_app). *out is owned by the caller (bd_server_destroy). */
 int bd_server_create(uv_loop_t *loop, const bd_server_limits *limits, void *app, bd_server **out);
 
-/* Adds a listener before start: "host:port" or "unix:/path". Returns the
+/* Adds a listener before start: "host:port" or "unix:/path", with TLS
+ * credentials (NULL: plaintext; the server takes a reference). Returns the
  * bound port (0 for unix sockets) or a negative value. */
-int bd_server_listen(bd_server *s, const char *addr);
+int bd_server_listen(bd_server *s, const char *addr, grpc_server_credentials *creds);
 
 int bd_server_add_unary(bd_server *s, const bd_unary_method *m);
 int bd_server_add_stream(bd_server *s, const char *path, bd_stream_fn start, void *ctx);
 void bd_server_set_observer(bd_server *s, bd_call_observer fn, void *ctx);
+void bd_server_set_access(bd_server *s, bd_access_fn fn, void *ctx);
 
 int bd_server_start(bd_server *s);
 
@@ -79,6 +91,8 @@ void bd_server_destroy(bd_server *s);
 const void *bd_unary_request(const bd_unary *c); /* owned by the call */
 bd_arena *bd_unary_arena(bd_unary *c);           /* freed when the call ends */
 void *bd_unary_app(const bd_unary *c);
+const char *bd_unary_identity(const bd_unary *c);  /* "" without an access hook */
+const void *bd_unary_principal(const bd_unary *c); /* from the access hook */
 
 /* Each call ends with exactly one of these. */
 void bd_unary_reply(bd_unary *c, const ProtobufCMessage *response);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bd_auth.h"
 #include "bd_health.h"
 #include "bd_log.h"
 #include "grpc/health/v1/health.pb-c.h"
@@ -277,7 +278,7 @@ int bd_health_register(bd_health *h, bd_server *server)
 {
 	static const bd_unary_method check = {HEALTH_SERVICE "Check",
 	                                      &grpc__health__v1__health_check_request__descriptor,
-	                                      handle_check, 4};
+	                                      handle_check, 4, BD_ACCESS_OPEN};
 	int rc;
 
 	the_health = h;

@@ -16,10 +16,12 @@
 
 #include "bd_admin.h"
 #include "bd_app.h"
+#include "bd_auth.h"
 #include "bd_config.h"
 #include "bd_health.h"
 #include "bd_log.h"
 #include "bd_reflection.h"
+#include "bd_tls.h"
 #include "budgetd_descriptor_set.h"
 
 #define MESSAGE_RECEIVE_BYTES_MAX  (64 * 1024)       /* requests are small */
@@ -43,6 +45,8 @@ typedef struct daemon_state {
 	bd_server *server;
 	bd_health *health;
 	bd_reflection *reflection;
+	bd_auth *auth;
+	bd_tls *tls; /* NULL: plaintext TCP */
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t ticker; /* watchdog pings and status lines */
 	uint64_t watchdog_usec;
@@ -125,6 +129,10 @@ static void on_server_stopped(void *ctx)
 	bd_server_destroy(d->server);
 	d->server = NULL;
 	uv_close((uv_handle_t *)&d->ticker, on_closed);
+	/* Closing the libuv handles restores the default action: a second
+	 * SIGTERM during the last steps must not kill a clean stop. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
 	uv_close((uv_handle_t *)&d->sigterm, on_closed);
 	uv_close((uv_handle_t *)&d->sigint, on_closed);
 	uv_close((uv_handle_t *)&d->sighup, on_closed);
@@ -145,16 +153,34 @@ static void begin_shutdown(daemon_state *d, const char *why)
 	bd_server_shutdown(d->server, d->opts.grace_ms, on_server_stopped, d);
 }
 
+/* New certificates apply to new connections; a bad set keeps the old one.
+ * systemd (and the tests) hear RELOADING=1, then READY=1 with the outcome. */
+static void reload(daemon_state *d)
+{
+	char err[512] = "", status[600];
+	int rc = bd_log_reopen();
+
+	(void)sd_notify(0, "RELOADING=1");
+	if (rc)
+		bd_log_error("SIGHUP: cannot re-open the log file: %s", strerror(-rc));
+	if (d->tls && bd_tls_reload(d->tls, err, sizeof(err)))
+		bd_log_error("SIGHUP: TLS certificates not reloaded, the old ones stay: %s", err);
+	else if (d->tls)
+		bd_log_info("SIGHUP: TLS certificates reloaded");
+	(void)snprintf(status, sizeof(status), "READY=1\nSTATUS=reloaded: %s%s",
+	               !d->tls  ? "log"
+	               : err[0] ? "kept the old certificates: "
+	                        : "certificates",
+	               err);
+	(void)sd_notify(0, status);
+}
+
 static void on_signal(uv_signal_t *handle, int signum)
 {
 	daemon_state *d = handle->data;
 
 	if (signum == SIGHUP) {
-		int rc = bd_log_reopen();
-		if (rc)
-			bd_log_error("SIGHUP: cannot re-open the log file: %s", strerror(-rc));
-		else
-			bd_log_info("SIGHUP: log re-opened");
+		reload(d);
 		return;
 	}
 	begin_shutdown(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -251,6 +277,53 @@ static int build_server(daemon_state *d)
 	return 0;
 }
 
+/* Who is calling, and may they? (loop thread) */
+static grpc_status_code check_access(void *ctx, grpc_call *call, int access, char *identity,
+                                     size_t identity_len, const void **principal, char *why,
+                                     size_t why_len)
+{
+	daemon_state *d = ctx;
+
+	bd_auth_identity(call, identity, identity_len);
+	return bd_auth_check(d->auth, identity, (bd_access)access, (const bd_principal **)principal,
+	                     why, why_len);
+}
+
+static bool is_loopback_listen(const char *addr)
+{
+	char host[BD_ADDR_LEN_MAX];
+	const char *colon = strrchr(addr, ':');
+
+	if (strncmp(addr, "ipv4:", 5) == 0 || strncmp(addr, "ipv6:", 5) == 0)
+		addr += 5;
+	if (!colon || colon < addr)
+		return false;
+	(void)snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+	return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 ||
+	       strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
+}
+
+/* TLS credentials for a TCP listener, NULL for plaintext; -1 when refused. */
+static int credentials_for(daemon_state *d, const char *addr, grpc_server_credentials **out)
+{
+	*out = NULL;
+	if (strncmp(addr, "unix:", 5) == 0)
+		return 0; /* local: file permissions guard it */
+	if (d->tls) {
+		*out = bd_tls_credentials(d->tls);
+		if (!*out)
+			bd_log_error("cannot create TLS credentials for %s", addr);
+		return *out ? 0 : -1;
+	}
+	if (!is_loopback_listen(addr) && !d->opts.insecure) {
+		bd_log_error("refusing plaintext gRPC on %s, which is not loopback: give"
+		             " --tls-cert and --tls-key, or --insecure to accept the risk",
+		             addr);
+		return -1;
+	}
+	return 0;
+}
+
 static int add_listeners(daemon_state *d)
 {
 	size_t used = 0;
@@ -259,7 +332,12 @@ static int add_listeners(daemon_state *d)
 	for (size_t i = 0; i < d->opts.n_listen; i++) {
 		const char *addr = d->opts.listen[i];
 		const char *colon = strrchr(addr, ':');
-		int port = bd_server_listen(d->server, addr);
+		grpc_server_credentials *creds;
+		if (credentials_for(d, addr, &creds))
+			return -1;
+		int port = bd_server_listen(d->server, addr, creds);
+		if (creds)
+			grpc_server_credentials_release(creds);
 		if (port < 0) {
 			bd_log_error("cannot listen on %s: the address is in use, not local, or"
 			             " not permitted",
@@ -270,12 +348,13 @@ static int add_listeners(daemon_state *d)
 		int n = port == 0 ? snprintf(d->listening + used, sizeof(d->listening) - used,
 		                             "%s%s", i ? ", " : "", addr)
 		                  : snprintf(d->listening + used, sizeof(d->listening) - used,
-		                             "%s%.*s:%d", i ? ", " : "", (int)(colon - addr), addr,
-		                             port);
+		                             "%s%.*s:%d%s", i ? ", " : "", (int)(colon - addr),
+		                             addr, port, creds ? " (tls)" : "");
 		if (n < 0 || (size_t)n >= sizeof(d->listening) - used)
 			break; /* only the status line is cut short */
 		used += (size_t)n;
 	}
+	bd_server_set_access(d->server, check_access, d);
 	return 0;
 }
 
@@ -362,6 +441,24 @@ static int run(daemon_state *d)
 	return rc;
 }
 
+/* The permission file and the TLS files: bad ones stop the start. */
+static int load_security(daemon_state *d)
+{
+	char err[1024];
+	const bd_options *o = &d->opts;
+
+	if (bd_auth_load(o->permissions, &d->auth, err, sizeof(err))) {
+		bd_log_error("%s", err);
+		return -1;
+	}
+	if (o->tls_cert[0] &&
+	    bd_tls_create(o->tls_cert, o->tls_key, o->tls_client_ca, &d->tls, err, sizeof(err))) {
+		bd_log_error("TLS: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static daemon_state d;
@@ -384,5 +481,10 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	bd_log_info("budgetd %s starting (pid %d)%s%s", BD_VERSION, (int)getpid(),
 	            d.opts.config[0] ? ", config " : "", d.opts.config);
-	return run(&d);
+	if (load_security(&d))
+		return 2;
+	rc = run(&d);
+	bd_tls_destroy(d.tls);
+	bd_auth_destroy(d.auth);
+	return rc;
 }

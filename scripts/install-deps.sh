@@ -10,7 +10,7 @@ libsqlite3-dev sqlite3
 libgrpc-dev grpc-proto
 protobuf-compiler libprotobuf-dev protobuf-c-compiler libprotobuf-c-dev xxd
 libuv1-dev
-libcriterion-dev
+libcriterion-dev libssl-dev
 libjansson-dev libinih-dev libsystemd-dev libmicrohttpd-dev
 python3 python3-grpcio
 scdoc openssl procps systemd

@@ -372,6 +372,7 @@ json_t *json_event(const bc_mutation_event *e)
 	set(o, "totalCostRealizedSpendAfter", json_u64(e->total_cost_realized_spend_after));
 	if (e->has_authority)
 		set(o, "authority", json_authority(&e->authority));
+	set(o, "caller", json_string(e->caller ? e->caller : ""));
 	return o;
 }
 

@@ -174,10 +174,12 @@ static void cv_event(conv *cv, const Budgetd__V1__MutationEvent *e, bc_mutation_
 	out->total_cost_exposed_after = e->total_cost_exposed_after;
 	out->total_cost_realized_spend_after = e->total_cost_realized_spend_after;
 	cv_authority(cv, e->authority, &out->has_authority, &out->authority);
+	out->caller = cv_str(cv, e->caller);
 }
 
 static void free_event(bc_mutation_event *e)
 {
+	free(e->caller);
 	free(e->event_id);
 	free(e->hold_id);
 	free(e->capability_id);

@@ -399,6 +399,7 @@ typedef struct bc_mutation_event {
 	uint64_t total_cost_realized_spend_after;
 	bool has_authority;
 	bc_authority_info authority;
+	char *caller; /* who recorded it, as budgetd authenticated them ("" if unknown) */
 } bc_mutation_event;
 
 /* ListMutationEvents. */
