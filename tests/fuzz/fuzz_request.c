@@ -149,8 +149,9 @@ static void print_stats(void)
 			fprintf(stderr, " %lu", stats.by_result[i][k]);
 		fputc('\n', stderr);
 	}
-	fprintf(stderr, "  replayed %lu, denied %lu, store resets %lu, max arena bytes/input "
-	                "byte %.1f\n  store messages:\n",
+	fprintf(stderr,
+	        "  replayed %lu, denied %lu, store resets %lu, max arena bytes/input "
+	        "byte %.1f\n  store messages:\n",
 	        stats.replayed, stats.denied, stats.resets, stats.max_arena_ratio);
 	for (size_t i = 0; i < stats.n_messages; i++)
 		fprintf(stderr, "  %8lu  %s\n", stats.messages[i].n, stats.messages[i].text);
@@ -368,10 +369,10 @@ static bool same_usage(const usage_copy *a, const usage_copy *b)
 static bool same_hold(const hold_copy *a, const hold_copy *b)
 {
 	return a->found == b->found &&
-	       (!a->found || (a->h.remaining_units == b->h.remaining_units &&
-	                      a->h.authorized_units == b->h.authorized_units &&
-	                      a->h.disposition == b->h.disposition &&
-	                      a->h.updated_at_ns == b->h.updated_at_ns));
+	       (!a->found ||
+	        (a->h.remaining_units == b->h.remaining_units &&
+	         a->h.authorized_units == b->h.authorized_units &&
+	         a->h.disposition == b->h.disposition && a->h.updated_at_ns == b->h.updated_at_ns));
 }
 
 /* ---- mutations ---- */
@@ -444,8 +445,7 @@ static void check_hold_change(const bs_mutation *m, const bs_outcome *o, const h
 			FUZZ_CHECK(same_hold(before, after), "a denied authorize changed its hold");
 			return;
 		}
-		FUZZ_CHECK(!before->found && after->found &&
-		                   a->disposition == BS_HOLD_OPEN &&
+		FUZZ_CHECK(!before->found && after->found && a->disposition == BS_HOLD_OPEN &&
 		                   a->authorized_units == m->exposure_units &&
 		                   a->remaining_units == m->exposure_units &&
 		                   fuzz_str_eq(a->capability_id, m->capability_id) &&
@@ -522,7 +522,8 @@ static void run_mutation(const req_type *t, const ProtobufCMessage *msg)
 	                   bd_status_from_store(rc) != GRPC_STATUS_INTERNAL,
 	           "store result %d maps to gRPC status %d", rc, (int)bd_status_from_store(rc));
 	bs_error rerr;
-	FUZZ_CHECK(!has_row || read_usage(m.capability_id, m.grant_index, &row_after, &rerr) == BS_OK,
+	FUZZ_CHECK(!has_row ||
+	                   read_usage(m.capability_id, m.grant_index, &row_after, &rerr) == BS_OK,
 	           "get_usage of the mutation's row failed");
 	FUZZ_CHECK(!has_hold || read_hold(m.hold_id, &hold_after, &rerr) == BS_OK,
 	           "get_hold of the mutation's hold failed");
@@ -532,8 +533,9 @@ static void run_mutation(const req_type *t, const ProtobufCMessage *msg)
 		FUZZ_CHECK(err.code == rc && err.message[0] &&
 		                   memchr(err.message, '\0', sizeof(err.message)),
 		           "error %d with code %d and no message", rc, err.code);
-		FUZZ_CHECK(after == before, "a failed %s took sequence values %" PRIu64 "..%" PRIu64,
-		           t->d->name, before, after);
+		FUZZ_CHECK(after == before,
+		           "a failed %s took sequence values %" PRIu64 "..%" PRIu64, t->d->name,
+		           before, after);
 		FUZZ_CHECK(!has_row || same_usage(&row_before, &row_after),
 		           "a failed %s (%s) changed its usage row", t->d->name, err.message);
 		FUZZ_CHECK(!has_hold || same_hold(&hold_before, &hold_after),
@@ -593,7 +595,7 @@ static int visit_usage(void *ctx, const bs_usage *u)
 	if (l->n > 1) {
 		const bs_usage *p = &l->prev_usage;
 		size_t n = p->capability_id.len < u->capability_id.len ? p->capability_id.len
-		                                                        : u->capability_id.len;
+		                                                       : u->capability_id.len;
 		int c = memcmp(p->capability_id.ptr, u->capability_id.ptr, n);
 		if (c == 0)
 			c = (p->capability_id.len > u->capability_id.len) -
@@ -619,8 +621,7 @@ static int visit_event(void *ctx, const bs_event *e)
 	           e->event_seq, l->prev_seq);
 	/* Every event takes the next value: unfiltered pages have no gaps. */
 	FUZZ_CHECK(l->cap.ptr || l->has_grant || e->event_seq == l->prev_seq + 1,
-	           "list_events: gap between %" PRIu64 " and %" PRIu64, l->prev_seq,
-	           e->event_seq);
+	           "list_events: gap between %" PRIu64 " and %" PRIu64, l->prev_seq, e->event_seq);
 	FUZZ_CHECK(!l->cap.ptr || fuzz_str_eq(e->capability_id, l->cap),
 	           "list_events returned an event of another capability");
 	FUZZ_CHECK(!l->has_grant || e->grant_index == l->grant,
@@ -699,7 +700,8 @@ static void run_read(const req_type *t, const ProtobufCMessage *msg)
 		break;
 	}
 	case SERVER_INFO:
-		FUZZ_CHECK(fuzz_commit_index(store) == l.commit_index, "commit index moved on a read");
+		FUZZ_CHECK(fuzz_commit_index(store) == l.commit_index,
+		           "commit index moved on a read");
 		break;
 	case HEALTH_CHECK: {
 		/* The handlers only compare the service name (bd_health.c). */
@@ -764,8 +766,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	bd_arena_reset(&arena);
 	uint64_t ci = fuzz_commit_index(store);
-	FUZZ_CHECK(ci >= last_commit_index, "the commit index went back from %" PRIu64 " to %" PRIu64,
-	           last_commit_index, ci);
+	FUZZ_CHECK(ci >= last_commit_index,
+	           "the commit index went back from %" PRIu64 " to %" PRIu64, last_commit_index,
+	           ci);
 	last_commit_index = ci;
 	return 0;
 }

@@ -51,7 +51,7 @@
 #define HISTORY     8
 #define PROGRAM_MAX 1024 /* instructions; libFuzzer's -max_len bounds it first */
 #define EVENTS_MAX  (PROGRAM_MAX + 1)
-#define ROWS_MAX    1000 /* one list_usages call; the pools allow far fewer */
+#define ROWS_MAX    1000                  /* one list_usages call; the pools allow far fewer */
 #define DYN         0xfeedfacecafebeefULL /* table marker: computed from the model */
 #define DYN2        0xfeedfacecafebef0ULL
 
@@ -158,22 +158,22 @@ static void weird(fstr *s, unsigned v)
 		const char *p;
 		size_t len;
 	} w[] = {
-	        {"", 0},                      /* empty */
-	        {NULL, BS_ID_LEN_MAX + 1},    /* too long */
-	        {"\xff", 1},                  /* not UTF-8 */
-	        {"a\x01z", 3},                /* control character */
-	        {"a\0z", 3},                  /* NUL inside */
-	        {"\xc2\x85", 2},              /* U+0085, a C1 control */
-	        {"\x7f", 1},                  /* DEL */
-	        {"\xc0\xaf", 2},              /* overlong */
-	        {"\xed\xa0\x80", 3},          /* surrogate */
-	        {"\xf4\x90\x80\x80", 4},      /* above U+10FFFF */
-	        {"\xe2\x82", 2},              /* truncated */
-	        {"\xc2\xa0", 2},              /* U+00A0: fine */
-	        {NULL, BS_ID_LEN_MAX},        /* 128 x U+00E9: exactly 256 bytes, fine */
-	        {"\xf4\x8f\xbf\xbf", 4},      /* U+10FFFF: fine */
-	        {"\xc2\x9f", 2},              /* U+009F, the last C1 control */
-	        {"\xe0\x80\x80", 3},          /* overlong, 3 bytes */
+	        {"", 0},                   /* empty */
+	        {NULL, BS_ID_LEN_MAX + 1}, /* too long */
+	        {"\xff", 1},               /* not UTF-8 */
+	        {"a\x01z", 3},             /* control character */
+	        {"a\0z", 3},               /* NUL inside */
+	        {"\xc2\x85", 2},           /* U+0085, a C1 control */
+	        {"\x7f", 1},               /* DEL */
+	        {"\xc0\xaf", 2},           /* overlong */
+	        {"\xed\xa0\x80", 3},       /* surrogate */
+	        {"\xf4\x90\x80\x80", 4},   /* above U+10FFFF */
+	        {"\xe2\x82", 2},           /* truncated */
+	        {"\xc2\xa0", 2},           /* U+00A0: fine */
+	        {NULL, BS_ID_LEN_MAX},     /* 128 x U+00E9: exactly 256 bytes, fine */
+	        {"\xf4\x8f\xbf\xbf", 4},   /* U+10FFFF: fine */
+	        {"\xc2\x9f", 2},           /* U+009F, the last C1 control */
+	        {"\xe0\x80\x80", 3},       /* overlong, 3 bytes */
 	};
 	v &= 15;
 	memset(s, 0, sizeof(*s));
@@ -189,18 +189,44 @@ static void weird(fstr *s, unsigned v)
 	}
 }
 
-static const uint64_t grants[8] = {0, 0, 1, 1, 2, UINT32_MAX, (uint64_t)UINT32_MAX + 1,
-                                   UINT64_MAX};
+static const uint64_t grants[8] = {0, 0, 1, 1, 2, UINT32_MAX, (uint64_t)UINT32_MAX + 1, UINT64_MAX};
 
 static const uint64_t amounts[16] = {
-        0,          1,          2,          3,          5,          8,
-        13,         100,        UINT32_MAX, 1ULL << 32, UINT64_MAX / 2, UINT64_MAX / 2 + 1,
-        UINT64_MAX - 2, UINT64_MAX - 1, UINT64_MAX, DYN,
+        0,
+        1,
+        2,
+        3,
+        5,
+        8,
+        13,
+        100,
+        UINT32_MAX,
+        1ULL << 32,
+        UINT64_MAX / 2,
+        UINT64_MAX / 2 + 1,
+        UINT64_MAX - 2,
+        UINT64_MAX - 1,
+        UINT64_MAX,
+        DYN,
 };
 
 static const uint64_t limits[16] = {
-        0,   1,    2,          3,          5,          8,          10,   20,
-        100, 1000, UINT32_MAX, UINT32_MAX + 1ULL, UINT64_MAX - 1, UINT64_MAX, DYN, DYN2,
+        0,
+        1,
+        2,
+        3,
+        5,
+        8,
+        10,
+        20,
+        100,
+        1000,
+        UINT32_MAX,
+        UINT32_MAX + 1ULL,
+        UINT64_MAX - 1,
+        UINT64_MAX,
+        DYN,
+        DYN2,
 };
 
 static const struct {
@@ -267,9 +293,9 @@ static void fmt_result(char *buf, size_t n, int rc, const bs_outcome *o, const b
 		return;
 	}
 	snprintf(buf, n,
-	         "ok kind=%d allowed=%d denial=%d replayed=%d commit=%d/%" PRIu64
-	         " seq=%" PRIu64 " count=%u exposed=%" PRIu64 " realized=%" PRIu64
-	         " committed=%" PRIu64 " event_id=%s term=%s",
+	         "ok kind=%d allowed=%d denial=%d replayed=%d commit=%d/%" PRIu64 " seq=%" PRIu64
+	         " count=%u exposed=%" PRIu64 " realized=%" PRIu64 " committed=%" PRIu64
+	         " event_id=%s term=%s",
 	         o->kind, o->allowed, o->denial, o->replayed, o->has_commit_index, o->commit_index,
 	         o->event_seq, o->invocation_count_after, o->exposed_after, o->realized_after,
 	         o->committed_after, o->event_id, o->budget_term);
@@ -310,8 +336,8 @@ static void keep_usage(usage_row *dst, const bs_usage *u)
 
 static bool same_usage(const bs_usage *a, const bs_usage *b)
 {
-	return fuzz_str_eq(a->capability_id, b->capability_id) && a->grant_index == b->grant_index &&
-	       a->invocation_count == b->invocation_count &&
+	return fuzz_str_eq(a->capability_id, b->capability_id) &&
+	       a->grant_index == b->grant_index && a->invocation_count == b->invocation_count &&
 	       a->total_cost_exposed == b->total_cost_exposed &&
 	       a->total_cost_realized_spend == b->total_cost_realized_spend &&
 	       a->committed_cost == b->committed_cost && a->seq == b->seq &&
@@ -394,8 +420,8 @@ static int take_hold(void *ctx, const bs_hold *h)
 static bool same_hold(const bs_hold *a, const bs_hold *b)
 {
 	return fuzz_str_eq(a->hold_id, b->hold_id) &&
-	       fuzz_str_eq(a->capability_id, b->capability_id) && a->grant_index == b->grant_index &&
-	       a->authorized_units == b->authorized_units &&
+	       fuzz_str_eq(a->capability_id, b->capability_id) &&
+	       a->grant_index == b->grant_index && a->authorized_units == b->authorized_units &&
 	       a->remaining_units == b->remaining_units &&
 	       a->debited_invocation == b->debited_invocation && a->disposition == b->disposition &&
 	       a->has_authority == b->has_authority &&
@@ -439,15 +465,6 @@ static void compare_hold(bs_str id)
 		       mh.authority.lease_epoch, mh.created_at_ns, mh.updated_at_ns);
 }
 
-static bool readable_pair(bs_str cap, uint64_t grant)
-{
-	bs_error err;
-	bool found;
-
-	/* The store's own validation decides; the visitor is not called. */
-	return bs_store_get_usage(R.store, cap, grant, NULL, NULL, &found, &err) != BS_EINVAL;
-}
-
 static uint64_t model_open_holds(void)
 {
 	size_t n = model_hold_count(R.model);
@@ -485,7 +502,7 @@ typedef struct event_list {
 		char id[BS_ID_LEN_MAX + 1], hold[BS_ID_LEN_MAX + 1], cap[BS_ID_LEN_MAX + 1];
 		char authority_id[BS_ID_LEN_MAX + 1], lease_id[BS_ID_LEN_MAX + 1];
 		char caller[BS_ID_LEN_MAX + 1];
-	} *strs;
+	} * strs;
 	size_t n, max;
 	uint64_t commit_index;
 } event_list;
@@ -512,10 +529,11 @@ static bool same_event(const bs_event *s, const bs_event *m)
 {
 	return s->event_seq == m->event_seq && fuzz_str_eq(s->event_id, m->event_id) &&
 	       fuzz_str_eq(s->hold_id, m->hold_id) &&
-	       fuzz_str_eq(s->capability_id, m->capability_id) && s->grant_index == m->grant_index &&
-	       s->kind == m->kind && s->has_allowed == m->has_allowed &&
-	       (!m->has_allowed || s->allowed == m->allowed) && s->denial == m->denial &&
-	       s->recorded_at_ns == m->recorded_at_ns && s->has_usage_seq == m->has_usage_seq &&
+	       fuzz_str_eq(s->capability_id, m->capability_id) &&
+	       s->grant_index == m->grant_index && s->kind == m->kind &&
+	       s->has_allowed == m->has_allowed && (!m->has_allowed || s->allowed == m->allowed) &&
+	       s->denial == m->denial && s->recorded_at_ns == m->recorded_at_ns &&
+	       s->has_usage_seq == m->has_usage_seq &&
 	       (!m->has_usage_seq || s->usage_seq == m->usage_seq) &&
 	       s->exposure_units == m->exposure_units && s->realized_units == m->realized_units &&
 	       s->has_max_invocations == m->has_max_invocations &&
@@ -538,10 +556,12 @@ static bool same_event(const bs_event *s, const bs_event *m)
 static void compare_event(const bs_event *s, const bs_event *m)
 {
 	if (!same_event(s, m))
-		differ("event %" PRIu64 "\n  store: id=%.*s kind=%d %.*s/%u allowed=%d/%d denial=%d "
+		differ("event %" PRIu64
+		       "\n  store: id=%.*s kind=%d %.*s/%u allowed=%d/%d denial=%d "
 		       "usage_seq=%d/%" PRIu64 " after=%u/%" PRIu64 "/%" PRIu64 " recorded=%" PRId64
-		       "\n  model: id=%.*s kind=%d %.*s/%u allowed=%d/%d denial=%d usage_seq=%d/%" PRIu64
-		       " after=%u/%" PRIu64 "/%" PRIu64 " recorded=%" PRId64,
+		       "\n  model: id=%.*s kind=%d %.*s/%u allowed=%d/%d denial=%d "
+		       "usage_seq=%d/%" PRIu64 " after=%u/%" PRIu64 "/%" PRIu64
+		       " recorded=%" PRId64,
 		       m->event_seq, (int)s->event_id.len, s->event_id.ptr, s->kind,
 		       (int)s->capability_id.len, s->capability_id.ptr, s->grant_index,
 		       s->has_allowed, s->allowed, s->denial, s->has_usage_seq, s->usage_seq,
@@ -586,7 +606,8 @@ static void compare_event_list(uint32_t limit, bs_str cap, bool has_grant, uint6
 		    (has_grant && me.grant_index != grant))
 			continue;
 		if (k >= l.n)
-			differ("list_events (limit %u after %" PRIu64 "): store stops at %zu events",
+			differ("list_events (limit %u after %" PRIu64
+			       "): store stops at %zu events",
 			       limit, after, l.n);
 		compare_event(&l.events[k++], &me);
 	}
@@ -647,4 +668,573 @@ static void compare_usage_list(uint32_t limit, bs_str cap, bool expect_ok)
 	}
 	if (k != l.n)
 		differ("list_usages (limit %u): store has %zu rows, model %zu", limit, l.n, k);
+}
+
+/* ---- decoding an instruction ---- */
+
+static void pick_cap(req *r, uint8_t b)
+{
+	static const char *const pool[] = {
+	        "cap-a",
+	        "cap-a",
+	        "cap-a",
+	        "cap-b",
+	        "cap-b",
+	        "cap-b",
+	        "cap-c",
+	        "cap-c",
+	        "cap-\xc3\xa9",
+	        NULL,
+	        "cap-a\xf0\x9f\x92\xb8",
+	};
+	unsigned v = b & 15;
+
+	memset(&r->cap, 0, sizeof(r->cap));
+	r->grant = grants[(b >> 4) & 7];
+	if (v == 9)
+		fs_fill(&r->cap, 'k', BS_ID_LEN_MAX);
+	else if (v < 11)
+		fs_cstr(&r->cap, pool[v]);
+	else if (v > 11)
+		weird(&r->cap, b >> 4);
+	/* 11: absent */
+}
+
+static bool model_hold_by_id(const fstr *id, bs_hold *out)
+{
+	return id->present && model_get_hold(R.model, fs_str(id), out);
+}
+
+/* The k-th hold of the model (only open ones when `open` and there are). */
+static bool model_hold_pick(unsigned k, bool open, bs_hold *out)
+{
+	size_t n = model_hold_count(R.model), n_open = 0;
+
+	if (n == 0)
+		return false;
+	for (size_t i = 0; open && i < n; i++) {
+		model_hold_at(R.model, i, out);
+		n_open += out->disposition == BS_HOLD_OPEN;
+	}
+	if (n_open == 0) {
+		model_hold_at(R.model, k % n, out);
+		return true;
+	}
+	k %= n_open;
+	for (size_t i = 0; i < n; i++) {
+		model_hold_at(R.model, i, out);
+		if (out->disposition == BS_HOLD_OPEN && k-- == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Sets r->hold; *picked receives the model's hold of that id, if any (its
+ * strings are copied into *own, which must outlive *picked's use). */
+static bool pick_hold(req *r, uint8_t b, bs_hold *picked, req *own)
+{
+	unsigned v = b & 15, k = b >> 4;
+	char name[32];
+
+	memset(&r->hold, 0, sizeof(r->hold));
+	switch (v) {
+	case 0:
+	case 1:
+	case 2:
+		return false;
+	case 3:
+		snprintf(name, sizeof(name), "f%u", R.fresh++);
+		fs_cstr(&r->hold, name);
+		break;
+	case 4:
+	case 5:
+	case 6:
+	case 7:
+		snprintf(name, sizeof(name), "h%u", v - 4);
+		fs_cstr(&r->hold, name);
+		break;
+	case 8:
+		fs_cstr(&r->hold, "h\xc3\xa9");
+		break;
+	case 9:
+		fs_fill(&r->hold, 'h', BS_ID_LEN_MAX);
+		break;
+	case 14:
+		fs_set(&r->hold, "", 0);
+		return false;
+	case 15:
+		weird(&r->hold, k);
+		break;
+	default: /* 10: any hold of the model, 11-13: an open one */
+		if (!model_hold_pick(k, v != 10, picked))
+			return false;
+		fs_from(&r->hold, picked->hold_id);
+		fs_from(&r->cap, picked->capability_id);
+		r->grant = picked->grant_index;
+		break;
+	}
+	if (!model_hold_by_id(&r->hold, picked))
+		return false;
+	/* Keep what the rest of the decoding needs past the next model call. */
+	fs_from(&own->auth_id,
+	        picked->has_authority ? picked->authority.authority_id : (bs_str){0});
+	fs_from(&own->lease, picked->has_authority ? picked->authority.lease_id : (bs_str){0});
+	own->epoch = picked->authority.lease_epoch;
+	own->has_auth = picked->has_authority;
+	own->exposure = picked->remaining_units;
+	return true;
+}
+
+static void pick_event(req *r, uint8_t b)
+{
+	static const char *const reserved[4] = {"budgetd-auto", "budgetd-auto-", "budgetd-auto-1",
+	                                        "budgetd-auto-x"};
+	unsigned v = b & 15, k = b >> 4;
+	char name[32];
+
+	memset(&r->event, 0, sizeof(r->event));
+	if (v < 7)
+		return;
+	if (v < 12) {
+		snprintf(name, sizeof(name), "e%u", v - 7);
+		fs_cstr(&r->event, name);
+	} else if (v == 12) {
+		fs_fill(&r->event, 'e', BS_ID_LEN_MAX);
+	} else if (v == 13) {
+		fs_cstr(&r->event, reserved[k & 3]);
+	} else if (v == 14) {
+		snprintf(name, sizeof(name), "u%u", R.fresh++);
+		fs_cstr(&r->event, name);
+	} else {
+		weird(&r->event, k);
+	}
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	uint64_t s;
+
+	return __builtin_add_overflow(a, b, &s) ? UINT64_MAX : s;
+}
+
+static uint64_t sat_dec(uint64_t a)
+{
+	return a ? a - 1 : 0;
+}
+
+/* The model's usage row of the request's pair (zeros when none). */
+static bs_usage model_row(const req *r)
+{
+	bs_usage u;
+
+	memset(&u, 0, sizeof(u));
+	if (r->cap.present && r->grant <= UINT32_MAX &&
+	    !model_get_usage(R.model, fs_str(&r->cap), (uint32_t)r->grant, &u))
+		memset(&u, 0, sizeof(u));
+	return u;
+}
+
+static void pick_amounts(req *r, uint8_t b4, uint8_t b5, uint8_t b6, bool has_hold,
+                         const req *hold_info)
+{
+	bs_usage u = model_row(r);
+	unsigned rv = b4 >> 4;
+
+	r->exposure = amounts[b4 & 15];
+	if (r->exposure == DYN)
+		r->exposure = has_hold ? hold_info->exposure : u.total_cost_exposed;
+	switch (rv) {
+	case 0:
+		r->realized = 0;
+		break;
+	case 1:
+	case 15:
+		r->realized = r->exposure;
+		break;
+	case 2:
+		r->realized = r->exposure / 2;
+		break;
+	case 3:
+		r->realized = sat_dec(r->exposure);
+		break;
+	case 4:
+		r->realized = sat_add(r->exposure, 1);
+		break;
+	case 5:
+		r->realized = 1;
+		break;
+	case 6:
+		r->realized = UINT64_MAX;
+		break;
+	default:
+		r->realized = amounts[rv];
+		break;
+	}
+	uint64_t committed = sat_add(u.total_cost_exposed, u.total_cost_realized_spend);
+	r->has_max_inv = b5 & 1;
+	r->max_inv = limits[b6 & 15];
+	if (r->max_inv == DYN)
+		r->max_inv = u.invocation_count;
+	else if (r->max_inv == DYN2)
+		r->max_inv = (uint64_t)u.invocation_count + 1;
+	r->has_max_cost = b5 & 2;
+	r->max_cost = limits[b6 >> 4];
+	if (r->max_cost == DYN)
+		r->max_cost = r->exposure;
+	else if (r->max_cost == DYN2)
+		r->max_cost = sat_dec(r->exposure);
+	r->has_max_total = b5 & 4;
+	r->max_total = limits[b5 >> 4];
+	if (r->max_total == DYN)
+		r->max_total = sat_add(committed, r->exposure);
+	else if (r->max_total == DYN2)
+		r->max_total = sat_dec(sat_add(committed, r->exposure));
+	if (!r->has_max_inv)
+		r->max_inv = 0;
+	if (!r->has_max_cost)
+		r->max_cost = 0;
+	if (!r->has_max_total)
+		r->max_total = 0;
+}
+
+static void pick_authority(req *r, uint8_t b7, bool has_hold, const req *hold_info)
+{
+	unsigned v = b7 & 15, k = b7 >> 4;
+
+	r->has_auth = false;
+	memset(&r->auth_id, 0, sizeof(r->auth_id));
+	memset(&r->lease, 0, sizeof(r->lease));
+	r->epoch = 0;
+	memset(&r->caller, 0, sizeof(r->caller));
+	if (callers[b7 >> 6])
+		fs_cstr(&r->caller, callers[b7 >> 6]);
+	if (v < 6)
+		return;
+	r->has_auth = true;
+	if (v == 6) {
+		r->has_auth = has_hold && hold_info->has_auth;
+		r->auth_id = hold_info->auth_id;
+		r->lease = hold_info->lease;
+		r->epoch = hold_info->epoch;
+	} else if (v < 12) {
+		fs_cstr(&r->auth_id, leases[v - 7].id);
+		fs_cstr(&r->lease, leases[v - 7].lease);
+		r->epoch = leases[v - 7].epoch;
+	} else if (v == 12) {
+		fs_fill(&r->auth_id, 'a', BS_ID_LEN_MAX);
+		fs_cstr(&r->lease, "lease-1");
+		r->epoch = UINT64_MAX;
+	} else if (v == 13) {
+		fs_cstr(&r->lease, "lease-1"); /* no authority_id */
+		r->epoch = 1;
+	} else if (v == 14) {
+		fs_cstr(&r->auth_id, "auth-1"); /* no lease_id */
+		r->epoch = 1;
+	} else if (k < 8) {
+		weird(&r->auth_id, k);
+		fs_cstr(&r->lease, "lease-1");
+	} else {
+		fs_cstr(&r->auth_id, "auth-1");
+		weird(&r->lease, k);
+	}
+	if (!r->has_auth) {
+		memset(&r->auth_id, 0, sizeof(r->auth_id));
+		memset(&r->lease, 0, sizeof(r->lease));
+		r->epoch = 0;
+	}
+}
+
+/* Clears what does not belong to the kind (unless the instruction is raw). */
+static void shape(req *r)
+{
+	bool authorize = r->kind == BS_KIND_AUTHORIZE_EXPOSURE;
+	bool increment = r->kind == BS_KIND_INCREMENT_INVOCATION;
+
+	if (increment) {
+		memset(&r->hold, 0, sizeof(r->hold));
+		r->has_auth = false;
+		memset(&r->auth_id, 0, sizeof(r->auth_id));
+		memset(&r->lease, 0, sizeof(r->lease));
+		r->epoch = 0;
+		r->exposure = 0;
+	}
+	if (r->kind != BS_KIND_RECONCILE_SPEND)
+		r->realized = 0;
+	if (!authorize) {
+		r->has_max_cost = r->has_max_total = false;
+		r->max_cost = r->max_total = 0;
+	}
+	if (!authorize && !increment) {
+		r->has_max_inv = false;
+		r->max_inv = 0;
+	}
+}
+
+static void decode(const uint8_t *b, bs_kind kind, req *r)
+{
+	req hold_info;
+	bs_hold picked;
+
+	memset(r, 0, sizeof(*r));
+	memset(&hold_info, 0, sizeof(hold_info));
+	r->kind = kind;
+	pick_cap(r, b[1]);
+	bool has_hold = pick_hold(r, b[2], &picked, &hold_info);
+	pick_event(r, b[3]);
+	pick_amounts(r, b[4], b[5], b[6], has_hold, &hold_info);
+	pick_authority(r, b[7], has_hold, &hold_info);
+	if (!(b[0] & 0x10))
+		shape(r);
+}
+
+/* ---- applying ---- */
+
+static int noop_usage(void *ctx, const bs_usage *u)
+{
+	(void)ctx;
+	(void)u;
+	return 0;
+}
+
+static int noop_hold(void *ctx, const bs_hold *h)
+{
+	(void)ctx;
+	(void)h;
+	return 0;
+}
+
+static bool readable_hold(bs_str id)
+{
+	bs_error err;
+	bool found;
+
+	return id.ptr && bs_store_get_hold(R.store, id, noop_hold, NULL, &found, &err) != BS_EINVAL;
+}
+
+static void flush(void)
+{
+	static bs_batch_item items[BATCH_MAX];
+	size_t n = R.n_batch;
+	char a[1024], b[1024];
+
+	if (n == 0)
+		return;
+	R.n_batch = 0;
+	memset(items, 0, sizeof(items));
+	for (size_t i = 0; i < n; i++)
+		items[i].mutation = &R.batch[i].m;
+	if (n == 1 && !R.batch_api) {
+		items[0].result =
+		        bs_store_apply(R.store, &R.batch[0].m, &items[0].outcome, &items[0].error);
+	} else {
+		int rc = bs_store_apply_batch(R.store, items, n);
+		if (rc != BS_OK)
+			differ("apply_batch of %zu answered %d", n, rc);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const pending *p = &R.batch[i];
+		const bs_batch_item *it = &items[i];
+
+		if (!same_result(it->result, &it->outcome, &it->error, p->mrc, &p->mout,
+		                 &p->merr)) {
+			fmt_result(a, sizeof(a), it->result, &it->outcome, &it->error);
+			fmt_result(b, sizeof(b), p->mrc, &p->mout, &p->merr);
+			differ("item %zu of %zu (%s)\n  store: %s\n  model: %s", i, n,
+			       bs_kind_name(p->m.kind), a, b);
+		}
+		if (it->result != BS_OK)
+			continue;
+		fuzz_check_outcome(&p->m, &it->outcome);
+		if (it->outcome.replayed)
+			continue;
+		FUZZ_CHECK(it->outcome.event_seq == R.last_seq + 1,
+		           "event_seq %" PRIu64 " after %" PRIu64, it->outcome.event_seq,
+		           R.last_seq);
+		R.last_seq = it->outcome.event_seq;
+		if (R.last_seq < EVENTS_MAX)
+			R.callers[R.last_seq] = p->r.caller;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const bs_mutation *m = &R.batch[i].m;
+
+		if (m->capability_id.ptr &&
+		    bs_store_get_usage(R.store, m->capability_id, m->grant_index, noop_usage, NULL,
+		                       &(bool){false}, &(bs_error){0}) == BS_OK)
+			compare_usage(m->capability_id, m->grant_index);
+		if (readable_hold(m->hold_id))
+			compare_hold(m->hold_id);
+	}
+	compare_counters();
+}
+
+static void add_mutation(const req *r, const uint8_t *b)
+{
+	bool join = b[0] & 0x20;
+
+	if (!join || R.n_batch == BATCH_MAX)
+		flush();
+	if (R.n_batch == 0) {
+		R.batch_api = b[0] & 0x40;
+		if (b[0] & 0x80)
+			R.now += 1000;
+	}
+	pending *p = &R.batch[R.n_batch++];
+	p->r = *r;
+	p->m = to_mutation(&p->r);
+	memset(&p->mout, 0, sizeof(p->mout));
+	memset(&p->merr, 0, sizeof(p->merr));
+	p->mrc = model_apply(R.model, &p->m, R.now, &p->mout, &p->merr);
+	if (R.n_history == HISTORY) {
+		memmove(&R.history[0], &R.history[1], (HISTORY - 1) * sizeof(R.history[0]));
+		R.n_history--;
+	}
+	R.history[R.n_history++] = *r;
+}
+
+static void op_clock(uint8_t b)
+{
+	static const int64_t deltas[8] = {0, 1, 1000, 1000000, 1000000000, -1, -1000000000, 0};
+	int64_t now;
+
+	flush();
+	if ((b & 7) == 7)
+		R.now = 0;
+	else if (__builtin_add_overflow(R.now, deltas[b & 7], &now))
+		R.now = deltas[b & 7] > 0 ? INT64_MAX : INT64_MIN;
+	else
+		R.now = now;
+}
+
+static void op_read(const uint8_t *b)
+{
+	static const uint32_t list_limits[8] = {0, 1, 2, 3, 5, 100, 1000, 1001};
+	req q, hold_info;
+	bs_hold picked;
+	uint64_t ci = model_commit_index(R.model);
+	const uint64_t afters[8] = {0, 1, 2, 5, sat_dec(ci), ci, ci + 1, UINT64_MAX};
+
+	flush();
+	memset(&q, 0, sizeof(q));
+	pick_cap(&q, b[1]);
+	(void)pick_hold(&q, b[2], &picked, &hold_info);
+	bs_str cap = fs_str(&q.cap);
+	uint32_t limit = list_limits[b[4] & 7];
+	bool cap_ok = !cap.ptr || bs_store_get_usage(R.store, cap, 0, noop_usage, NULL,
+	                                             &(bool){false}, &(bs_error){0}) == BS_OK;
+	bool has_grant = b[5] & 1;
+	bool ok = cap_ok && limit <= BS_LIST_LIMIT_MAX && (!has_grant || q.grant <= UINT32_MAX);
+	compare_event_list(limit, cap, has_grant, q.grant, afters[b[3] & 7], ok);
+	compare_usage_list(limit, cap, cap_ok && limit <= BS_LIST_LIMIT_MAX);
+	if (cap.ptr && cap_ok && q.grant <= UINT32_MAX)
+		compare_usage(cap, q.grant);
+	if (readable_hold(fs_str(&q.hold)))
+		compare_hold(fs_str(&q.hold));
+}
+
+static void op_checkpoint(void)
+{
+	bs_error err;
+
+	flush();
+	memset(&err, 0, sizeof(err));
+	if (bs_store_checkpoint(R.store, &err) != BS_OK)
+		differ("checkpoint failed: %s", err.message);
+	compare_counters();
+}
+
+/* Everything the store and the model know, compared. */
+static void full_check(void)
+{
+	static const char *const pool[] = {"h0", "h1", "h2", "h3", "missing"};
+	uint64_t ci = model_commit_index(R.model);
+	size_t n = model_hold_count(R.model);
+	bs_hold h;
+	fstr id;
+
+	flush();
+	compare_counters();
+	compare_usage_list(BS_LIST_LIMIT_MAX, (bs_str){0}, true);
+	for (size_t i = 0; i < n; i++) {
+		model_hold_at(R.model, i, &h);
+		fs_from(&id, h.hold_id);
+		compare_hold(fs_str(&id));
+	}
+	for (size_t i = 0; i < sizeof(pool) / sizeof(pool[0]); i++)
+		compare_hold(bs_str_from(pool[i]));
+	for (uint64_t after = 0; after < ci; after += BS_LIST_LIMIT_MAX)
+		compare_event_list(BS_LIST_LIMIT_MAX, (bs_str){0}, false, 0, after, true);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	size_t steps = size / OP_BYTES;
+	bs_error err;
+	req r;
+
+	if (steps > PROGRAM_MAX)
+		steps = PROGRAM_MAX;
+	memset(&R, 0, sizeof(R));
+	memset(&err, 0, sizeof(err));
+	R.now = 1700000000000000000;
+	bs_options opts = {.clock = fake_clock, .clock_ctx = &R.now};
+	if (bs_store_open(":memory:", &opts, &R.store, &err) != BS_OK)
+		fuzz_fail("cannot open a :memory: store: %s", err.message);
+	R.model = model_new();
+	for (R.step = 0; R.step < steps; R.step++) {
+		const uint8_t *b = data + R.step * OP_BYTES;
+		switch (b[0] & 15) {
+		case OP_RELEASE_A:
+		case OP_RELEASE_B:
+			decode(b, BS_KIND_RELEASE_EXPOSURE, &r);
+			add_mutation(&r, b);
+			break;
+		case OP_REVERSE:
+			decode(b, BS_KIND_REVERSE_EXPOSURE, &r);
+			add_mutation(&r, b);
+			break;
+		case OP_RECONCILE_A:
+		case OP_RECONCILE_B:
+			decode(b, BS_KIND_RECONCILE_SPEND, &r);
+			add_mutation(&r, b);
+			break;
+		case OP_INCREMENT_A:
+		case OP_INCREMENT_B:
+			decode(b, BS_KIND_INCREMENT_INVOCATION, &r);
+			add_mutation(&r, b);
+			break;
+		case OP_REPEAT:
+			if (R.n_history == 0)
+				break;
+			r = R.history[R.n_history - 1 - (b[1] & 7) % R.n_history];
+			if (b[2] & 1) { /* another caller: still the same mutation */
+				memset(&r.caller, 0, sizeof(r.caller));
+				if (callers[(b[2] >> 1) & 3])
+					fs_cstr(&r.caller, callers[(b[2] >> 1) & 3]);
+			}
+			add_mutation(&r, b);
+			break;
+		case OP_CHECKPOINT:
+			op_checkpoint();
+			break;
+		case OP_READ:
+			op_read(b);
+			break;
+		case OP_CLOCK:
+			op_clock(b[1]);
+			break;
+		default:
+			decode(b, BS_KIND_AUTHORIZE_EXPOSURE, &r);
+			add_mutation(&r, b);
+			break;
+		}
+	}
+	R.step = steps;
+	full_check();
+	op_checkpoint();
+	full_check();
+	bs_store_close(R.store);
+	model_free(R.model);
+	return 0;
 }

@@ -47,11 +47,11 @@ void fuzz_check_usage(const char *what, const bs_usage *u, uint64_t commit_index
 
 	FUZZ_CHECK(fuzz_id_shape_ok(u->capability_id), "%s: usage row with a malformed capability",
 	           what);
-	FUZZ_CHECK(!__builtin_add_overflow(u->total_cost_exposed, u->total_cost_realized_spend,
-	                                   &sum),
-	           "%s: usage %.*s/%u: exposed %" PRIu64 " + realized %" PRIu64 " overflows u64",
-	           what, (int)u->capability_id.len, u->capability_id.ptr, u->grant_index,
-	           u->total_cost_exposed, u->total_cost_realized_spend);
+	FUZZ_CHECK(
+	        !__builtin_add_overflow(u->total_cost_exposed, u->total_cost_realized_spend, &sum),
+	        "%s: usage %.*s/%u: exposed %" PRIu64 " + realized %" PRIu64 " overflows u64", what,
+	        (int)u->capability_id.len, u->capability_id.ptr, u->grant_index,
+	        u->total_cost_exposed, u->total_cost_realized_spend);
 	FUZZ_CHECK(u->committed_cost == sum,
 	           "%s: usage %.*s/%u: committed %" PRIu64 " != exposed %" PRIu64
 	           " + realized %" PRIu64,
@@ -84,7 +84,8 @@ void fuzz_check_hold(const char *what, const bs_hold *h)
 
 void fuzz_check_event(const char *what, const bs_event *e, uint64_t commit_index)
 {
-	bool limited = e->kind == BS_KIND_AUTHORIZE_EXPOSURE || e->kind == BS_KIND_INCREMENT_INVOCATION;
+	bool limited =
+	        e->kind == BS_KIND_AUTHORIZE_EXPOSURE || e->kind == BS_KIND_INCREMENT_INVOCATION;
 	uint64_t sum;
 
 	FUZZ_CHECK(e->event_seq >= 1 && e->event_seq <= commit_index,
@@ -136,7 +137,8 @@ void fuzz_check_event(const char *what, const bs_event *e, uint64_t commit_index
 
 void fuzz_check_outcome(const bs_mutation *m, const bs_outcome *o)
 {
-	bool limited = m->kind == BS_KIND_AUTHORIZE_EXPOSURE || m->kind == BS_KIND_INCREMENT_INVOCATION;
+	bool limited =
+	        m->kind == BS_KIND_AUTHORIZE_EXPOSURE || m->kind == BS_KIND_INCREMENT_INVOCATION;
 	char expect[BS_BUDGET_TERM_MAX];
 	uint64_t sum;
 
@@ -147,8 +149,8 @@ void fuzz_check_outcome(const bs_mutation *m, const bs_outcome *o)
 	FUZZ_CHECK(limited || o->allowed, "a %s was denied", bs_kind_name(m->kind));
 	FUZZ_CHECK(o->allowed ? o->denial == BS_DENIAL_NONE : o->denial != BS_DENIAL_NONE,
 	           "outcome allowed=%d denial=%d", o->allowed, (int)o->denial);
-	FUZZ_CHECK(o->has_commit_index == o->allowed,
-	           "outcome allowed=%d has_commit_index=%d", o->allowed, o->has_commit_index);
+	FUZZ_CHECK(o->has_commit_index == o->allowed, "outcome allowed=%d has_commit_index=%d",
+	           o->allowed, o->has_commit_index);
 	FUZZ_CHECK(!o->has_commit_index || o->commit_index == o->event_seq,
 	           "outcome commit_index %" PRIu64 " != event_seq %" PRIu64, o->commit_index,
 	           o->event_seq);
