@@ -22,6 +22,7 @@
 #include "bd_log.h"
 #include "bd_reflection.h"
 #include "bd_tls.h"
+#include "bs_faultvfs.h"
 #include "budgetd_descriptor_set.h"
 
 #define MESSAGE_RECEIVE_BYTES_MAX  (64 * 1024)       /* requests are small */
@@ -238,6 +239,16 @@ static int start_metrics(daemon_state *d)
 static int open_store(daemon_state *d)
 {
 	bs_options so = {.sync = d->opts.sync};
+	const char *faults = getenv("BUDGETD_TEST_FAULT_FILE");
+
+	if (faults && *faults) { /* the storage fault tests' switch */
+		if (bs_faultvfs_register(faults) != 0) {
+			bd_log_error("cannot register the fault-injection VFS");
+			return -1;
+		}
+		so.vfs = BS_FAULT_VFS_NAME;
+		bd_log_warn("storage fault injection is on, driven by %s: for tests only", faults);
+	}
 	bs_error err;
 	uint64_t index = 0;
 

@@ -627,6 +627,21 @@ static void fail_batch(bs_batch_item *items, size_t n, const char *why)
 		                  "storage failure, nothing of this batch was applied: %s", why);
 }
 
+/* A store that could not rebuild its overlay refuses everything until a
+ * rebuild works (the disk recovered): nothing half-applied is ever used. */
+static int refuse_if_broken(engine *e, bs_error *err)
+{
+	bs_error why;
+
+	if (!e->broken)
+		return BS_OK;
+	if (reload(e, &why) == BS_OK) {
+		e->broken = false;
+		return BS_OK;
+	}
+	return bs_errorf(err, BS_ESTORAGE, "%s", e->broken_err.message);
+}
+
 /* After a rolled-back batch the overlay holds changes SQLite undid. */
 static void recover_overlay(engine *e)
 {
@@ -670,8 +685,8 @@ static int engine_apply_batch(void *impl, bs_batch_item *items, size_t n)
 	bool materialized = false;
 	bs_error err = {0};
 
-	if (e->broken) {
-		fail_batch(items, n, e->broken_err.message);
+	if (refuse_if_broken(e, &err)) {
+		fail_batch(items, n, err.message);
 		return BS_ESTORAGE;
 	}
 	if (bs_db_begin(e->db, &err) == BS_OK) {
@@ -688,11 +703,6 @@ static int engine_apply_batch(void *impl, bs_batch_item *items, size_t n)
 }
 
 /* ---- reads ---- */
-
-static int refuse_if_broken(engine *e, bs_error *err)
-{
-	return e->broken ? bs_errorf(err, BS_ESTORAGE, "%s", e->broken_err.message) : BS_OK;
-}
 
 static int engine_get_usage(void *impl, bs_str cap, uint32_t grant, bs_usage_cb cb, void *ctx,
                             bool *found, bs_error *err)

@@ -2,22 +2,22 @@
  * fails (through the fault-injecting VFS of fault_vfs.c). */
 #include "helpers.h"
 
-#include "fault_vfs.h"
+#include "bs_faultvfs.h"
 
 TestSuite(batch, .init = th_setup_memory, .fini = th_teardown_memory);
 
 static void setup_fault(void)
 {
 	th_setup_tmpdir();
-	cr_assert_eq(fault_vfs_register(), 0, "cannot register the fault VFS");
-	fault_vfs_fail_writes(false);
-	fault_vfs_fail_syncs(false);
+	cr_assert_eq(bs_faultvfs_register(NULL), 0, "cannot register the fault VFS");
+	bs_faultvfs_fail_writes(false);
+	bs_faultvfs_fail_syncs(false);
 }
 
 static void teardown_fault(void)
 {
-	fault_vfs_fail_writes(false);
-	fault_vfs_fail_syncs(false);
+	bs_faultvfs_fail_writes(false);
+	bs_faultvfs_fail_syncs(false);
 	th_teardown_tmpdir();
 }
 
@@ -215,7 +215,7 @@ static bs_store *open_on_fault_vfs(const char *path)
 	bs_error err;
 	int rc;
 
-	o.vfs = FAULT_VFS_NAME;
+	o.vfs = BS_FAULT_VFS_NAME;
 	memset(&err, 0, sizeof(err));
 	rc = bs_store_open(path, &o, &s, &err);
 	cr_assert_eq(rc, BS_OK, "open on the fault VFS: %s", err.message);
@@ -256,12 +256,12 @@ static void expect_commit_failure_leaves_nothing(bool writes, bool syncs)
 
 	make_batch(ms);
 	fill(items, ms, 4);
-	fault_vfs_fail_writes(writes);
-	fault_vfs_fail_syncs(syncs);
+	bs_faultvfs_fail_writes(writes);
+	bs_faultvfs_fail_syncs(syncs);
 	rc = bs_store_apply_batch(s, items, 4);
-	fault_vfs_fail_writes(false);
-	fault_vfs_fail_syncs(false);
-	cr_assert(fault_vfs_failed_writes() + fault_vfs_failed_syncs() > 0,
+	bs_faultvfs_fail_writes(false);
+	bs_faultvfs_fail_syncs(false);
+	cr_assert(bs_faultvfs_failed_writes() + bs_faultvfs_failed_syncs() > 0,
 	          "the fault was never hit: the batch did not write or sync");
 	cr_assert_eq(rc, BS_ESTORAGE, "apply_batch returned %d", rc);
 	for (size_t i = 0; i < 4; i++) {
@@ -328,12 +328,12 @@ Test(batch_fault, a_single_apply_whose_commit_fails_reports_a_storage_error)
 	th_path(path, sizeof(path), tmpdir, "budget.db");
 	s = open_on_fault_vfs(path);
 	th_set_event(&m, "e1");
-	fault_vfs_fail_writes(true);
-	fault_vfs_fail_syncs(true);
+	bs_faultvfs_fail_writes(true);
+	bs_faultvfs_fail_syncs(true);
 	memset(&err, 0, sizeof(err));
 	rc = bs_store_apply(s, &m, &out, &err);
-	fault_vfs_fail_writes(false);
-	fault_vfs_fail_syncs(false);
+	bs_faultvfs_fail_writes(false);
+	bs_faultvfs_fail_syncs(false);
 	cr_assert_eq(rc, BS_ESTORAGE);
 	cr_assert_eq(err.code, BS_ESTORAGE);
 	cr_assert_gt(strlen(err.message), 0);
@@ -346,7 +346,7 @@ Test(batch_fault, a_single_apply_whose_commit_fails_reports_a_storage_error)
 	bs_store_close(s);
 }
 
-Test(batch_fault, the_fault_vfs_passes_everything_through_when_disarmed)
+Test(batch_fault, the_bs_faultvfs_passes_everything_through_when_disarmed)
 {
 	char path[1024];
 	bs_store *s;
@@ -355,9 +355,9 @@ Test(batch_fault, the_fault_vfs_passes_everything_through_when_disarmed)
 
 	th_path(path, sizeof(path), tmpdir, "budget.db");
 	s = open_on_fault_vfs(path);
-	syncs = fault_vfs_syncs();
+	syncs = bs_faultvfs_syncs();
 	apply_ok(s, &m);
-	cr_assert_gt(fault_vfs_syncs(), syncs, "a FULL-sync commit did not fsync");
+	cr_assert_gt(bs_faultvfs_syncs(), syncs, "a FULL-sync commit did not fsync");
 	bs_store_close(s);
 	s = th_open_path(path);
 	expect_usage(s, "cap", 0, 1, 0, 0);

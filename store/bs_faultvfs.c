@@ -1,9 +1,13 @@
-/* fault_vfs.c - a pass-through SQLite VFS whose writes and syncs can fail. */
-#include "fault_vfs.h"
-
+/* bs_faultvfs.c - see bs_faultvfs.h. */
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "bs_faultvfs.h"
 
 typedef struct fault_file {
 	sqlite3_file base;  /* must come first: what SQLite sees */
@@ -12,9 +16,53 @@ typedef struct fault_file {
 
 static sqlite3_vfs fault_vfs;
 static sqlite3_vfs *real_vfs;
-static bool fail_writes;
-static bool fail_syncs;
-static unsigned long n_writes, n_syncs, n_failed_writes, n_failed_syncs;
+static _Atomic bool fail_writes, fail_syncs, disk_full;
+static _Atomic unsigned long n_writes, n_syncs, n_failed_writes, n_failed_syncs;
+static char control[4096]; /* "" without a control file */
+
+typedef enum fault { FAULT_NONE, FAULT_WRITE, FAULT_SYNC, FAULT_FULL } fault;
+
+/* The armed fault: the control file's first word, or the switches. */
+static fault armed(void)
+{
+	char word[16] = "";
+
+	if (!control[0])
+		return fail_writes ? FAULT_WRITE : disk_full ? FAULT_FULL : FAULT_NONE;
+	int fd = open(control, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, word, sizeof(word) - 1);
+		word[n > 0 ? n : 0] = '\0';
+		close(fd);
+	}
+	if (strncmp(word, "write", 5) == 0)
+		return FAULT_WRITE;
+	if (strncmp(word, "sync", 4) == 0)
+		return FAULT_SYNC;
+	if (strncmp(word, "full", 4) == 0)
+		return FAULT_FULL;
+	return FAULT_NONE;
+}
+
+static bool sync_armed(void)
+{
+	return control[0] ? armed() == FAULT_SYNC : fail_syncs;
+}
+
+/* SQLITE_OK, or the error an armed write fault returns. */
+static int write_fault(int io_error)
+{
+	switch (armed()) {
+	case FAULT_WRITE:
+		n_failed_writes++;
+		return io_error;
+	case FAULT_FULL:
+		n_failed_writes++;
+		return SQLITE_FULL;
+	default:
+		return SQLITE_OK;
+	}
+}
 
 #define REAL(f) (((fault_file *)(f))->real)
 
@@ -37,26 +85,20 @@ static int ff_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
 static int ff_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
 {
 	n_writes++;
-	if (fail_writes) {
-		n_failed_writes++;
-		return SQLITE_IOERR_WRITE;
-	}
-	return REAL(f)->pMethods->xWrite(REAL(f), buf, amt, off);
+	int rc = write_fault(SQLITE_IOERR_WRITE);
+	return rc ? rc : REAL(f)->pMethods->xWrite(REAL(f), buf, amt, off);
 }
 
 static int ff_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
-	if (fail_writes) {
-		n_failed_writes++;
-		return SQLITE_IOERR_TRUNCATE;
-	}
-	return REAL(f)->pMethods->xTruncate(REAL(f), size);
+	int rc = write_fault(SQLITE_IOERR_TRUNCATE);
+	return rc ? rc : REAL(f)->pMethods->xTruncate(REAL(f), size);
 }
 
 static int ff_sync(sqlite3_file *f, int flags)
 {
 	n_syncs++;
-	if (fail_syncs) {
+	if (sync_armed()) {
 		n_failed_syncs++;
 		return SQLITE_IOERR_FSYNC;
 	}
@@ -268,8 +310,10 @@ static int fv_current_time_int64(sqlite3_vfs *vfs, sqlite3_int64 *out)
 	return real_vfs->xCurrentTimeInt64(real_vfs, out);
 }
 
-int fault_vfs_register(void)
+int bs_faultvfs_register(const char *control_file)
 {
+	if (control_file)
+		(void)snprintf(control, sizeof(control), "%s", control_file);
 	if (real_vfs != NULL)
 		return SQLITE_OK;
 	if (sqlite3_initialize() != SQLITE_OK)
@@ -281,7 +325,7 @@ int fault_vfs_register(void)
 	fault_vfs.iVersion = 2;
 	fault_vfs.szOsFile = (int)sizeof(fault_file) + real_vfs->szOsFile;
 	fault_vfs.mxPathname = real_vfs->mxPathname;
-	fault_vfs.zName = FAULT_VFS_NAME;
+	fault_vfs.zName = BS_FAULT_VFS_NAME;
 	fault_vfs.xOpen = fv_open;
 	fault_vfs.xDelete = fv_delete;
 	fault_vfs.xAccess = fv_access;
@@ -298,32 +342,37 @@ int fault_vfs_register(void)
 	return sqlite3_vfs_register(&fault_vfs, 0);
 }
 
-void fault_vfs_fail_writes(bool on)
+void bs_faultvfs_fail_writes(bool on)
 {
 	fail_writes = on;
 }
 
-void fault_vfs_fail_syncs(bool on)
+void bs_faultvfs_fail_syncs(bool on)
 {
 	fail_syncs = on;
 }
 
-unsigned long fault_vfs_failed_writes(void)
+void bs_faultvfs_disk_full(bool on)
+{
+	disk_full = on;
+}
+
+unsigned long bs_faultvfs_failed_writes(void)
 {
 	return n_failed_writes;
 }
 
-unsigned long fault_vfs_failed_syncs(void)
+unsigned long bs_faultvfs_failed_syncs(void)
 {
 	return n_failed_syncs;
 }
 
-unsigned long fault_vfs_writes(void)
+unsigned long bs_faultvfs_writes(void)
 {
 	return n_writes;
 }
 
-unsigned long fault_vfs_syncs(void)
+unsigned long bs_faultvfs_syncs(void)
 {
 	return n_syncs;
 }
