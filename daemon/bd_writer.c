@@ -23,6 +23,10 @@ struct bd_writer {
 	bs_batch_item items[BD_BATCH_MUTATIONS_MAX];
 	bd_batch_observer observer;
 	void *observer_ctx;
+	/* loop thread only */
+	bd_commit_listener listener;
+	void *listener_ctx;
+	uint64_t announced; /* the commit index the listener last heard */
 	uv_async_t delivered;
 };
 
@@ -167,6 +171,15 @@ static void deliver(uv_async_t *handle)
 		job->done(job);
 		job = next;
 	}
+	if (w->listener) {
+		uv_mutex_lock(&w->lock);
+		uint64_t index = w->stats.commit_index;
+		uv_mutex_unlock(&w->lock);
+		if (index != w->announced) {
+			w->announced = index;
+			w->listener(w->listener_ctx, index);
+		}
+	}
 }
 
 int bd_writer_create(uv_loop_t *loop, bs_store *store, unsigned queue_max, bd_writer **out)
@@ -223,6 +236,12 @@ int bd_writer_submit(bd_writer *w, bd_job *job)
 	}
 	uv_mutex_unlock(&w->lock);
 	return rc;
+}
+
+void bd_writer_set_commit_listener(bd_writer *w, bd_commit_listener fn, void *ctx)
+{
+	w->listener = fn;
+	w->listener_ctx = ctx;
 }
 
 unsigned bd_writer_queue_max(const bd_writer *w)

@@ -64,6 +64,11 @@ unsigned bd_writer_queue_max(const bd_writer *w);
 
 void bd_writer_set_observer(bd_writer *w, bd_batch_observer fn, void *ctx);
 
+/* Called on the loop thread once the replies of a group commit are out,
+ * with the commit index after it (change streams follow the log with it). */
+typedef void (*bd_commit_listener)(void *ctx, uint64_t commit_index);
+void bd_writer_set_commit_listener(bd_writer *w, bd_commit_listener fn, void *ctx);
+
 /* Queues a job. 0, -EAGAIN when the queue is full, -ESHUTDOWN when the
  * writer is stopping. */
 int bd_writer_submit(bd_writer *w, bd_job *job);
