@@ -38,6 +38,7 @@ static void from_authorize(const Budgetd__V1__AuthorizeHoldRequest *r, bs_mutati
 	m->max_total_cost_units = r->max_total_cost_units;
 	m->hold_id = bd_optional_str(r->_hold_id_case, r->hold_id);
 	m->event_id = bd_optional_str(r->_event_id_case, r->event_id);
+	m->dry_run = r->dry_run;
 	set_authority(m, r->authority);
 }
 

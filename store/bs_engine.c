@@ -592,6 +592,25 @@ static int decide(engine *e, const bs_mutation *m, bs_decision *d, bs_error *err
 	return bs_rules_decide(m, &state, h != NULL, h ? &h->h : NULL, d, err);
 }
 
+/* The decision an authorize would get now, with nothing recorded: no
+ * event, no sequence value, no change to the overlay. */
+static int dry_run(engine *e, const bs_mutation *m, int64_t now, bs_outcome *out, bs_error *err)
+{
+	char idbuf[64];
+	bs_decision d;
+	bs_event ev;
+	int rc = decide(e, m, &d, err);
+
+	if (rc)
+		return rc;
+	event_for(m, &d, 0, now, &ev, idbuf, sizeof(idbuf));
+	ev.has_usage_seq = false;
+	ev.event_id = m->event_id.ptr ? m->event_id : (bs_str){"", 0};
+	bs_outcome_from_event(&ev, out);
+	out->dry_run = true;
+	return BS_OK;
+}
+
 /* Decides and records one mutation. *fatal: the batch must be rolled back
  * (the log and the overlay may disagree). */
 static int apply_one(engine *e, const bs_mutation *m, int64_t now, bs_outcome *out, bool *fatal,
@@ -604,6 +623,8 @@ static int apply_one(engine *e, const bs_mutation *m, int64_t now, bs_outcome *o
 	int rc;
 
 	*fatal = false;
+	if (m->dry_run)
+		return dry_run(e, m, now, out, err);
 	if ((rc = check_replay(e, m, out, &handled, err)) || handled)
 		return rc;
 	if ((rc = decide(e, m, &d, err)))

@@ -121,6 +121,8 @@ typedef struct bs_mutation {
 	bool has_authority; /* optional; not for increment */
 	bs_authority authority;
 	bs_str caller; /* optional: who asks (recorded, not part of idempotency) */
+	bool dry_run;  /* authorize only: decide against the current state, record
+	                * nothing, take no sequence value; event_id is ignored */
 } bs_mutation;
 
 /* The decision for one mutation, with its commit metadata. Fixed-size and
@@ -130,6 +132,7 @@ typedef struct bs_outcome {
 	bool allowed;     /* false only for a denied authorize or increment */
 	bs_denial denial; /* why, when !allowed */
 	bool replayed;    /* answered from the log: the event_id was known */
+	bool dry_run;     /* decided but not recorded (no commit index) */
 	bool has_commit_index;
 	uint64_t commit_index; /* the usage row's seq after this mutation */
 	uint64_t event_seq;    /* the log position of the recorded event */

@@ -173,6 +173,9 @@ int bs_validate_mutation(const bs_mutation *m, bs_error *err)
 		return rc;
 	if ((rc = bs_validate_id("caller", m->caller, false, err)))
 		return rc;
+	if (m->dry_run && m->kind != BS_KIND_AUTHORIZE_EXPOSURE)
+		return bs_errorf(err, BS_EINVAL, "dry_run does not apply to %s",
+		                 bs_kind_name(m->kind));
 	if (m->kind == BS_KIND_RECONCILE_SPEND && m->realized_units > m->exposure_units)
 		return bs_errorf(err, BS_EINVAL, "cannot realize spend larger than exposed cost");
 	return BS_OK;

@@ -26,6 +26,7 @@ enum {
 	O_AFTER,
 	O_SERVICE,
 	O_PATH,
+	O_DRY_RUN,
 };
 
 /* Each option is also accepted under its .proto field name. */
@@ -70,6 +71,7 @@ typedef struct args {
 	uint64_t after;
 	const char *service;
 	const char *path;
+	bool dry_run;
 	char **positional; /* what is left after the options */
 	int npositional;
 	bc_authority authority; /* filled by need_authority */
@@ -167,6 +169,10 @@ static int parse(cli *c, int argc, char **argv, const struct option *opts, const
 			a->service = optarg;
 			rc = 0;
 			break;
+		case O_DRY_RUN:
+			a->dry_run = true;
+			rc = 0;
+			break;
 		case O_PATH:
 			rc = nonempty(c, "--path", optarg, &a->path);
 			break;
@@ -256,6 +262,8 @@ static void kv_metadata(table *t, const bc_commit_metadata *m)
 	else
 		table_kv(t, "budget_commit_index", "-");
 	table_kv(t, "replayed", "%s", m->replayed ? "true" : "false");
+	if (m->dry_run)
+		table_kv(t, "dry_run", "true");
 	if (m->budget_term)
 		table_kv(t, "budget_term", "%s", m->budget_term);
 	kv_authority(t, m->has_authority, &m->authority);
@@ -325,6 +333,7 @@ static const char authorize_help[] =
 	"                       charged directly\n"
 	"  --event E            idempotency key (event_id); default: a random one, shown in\n"
 	"                       the output, which a retry of this command can reuse\n"
+	"  --dry-run            only ask: would this be authorized now? Nothing is recorded\n"
 	AUTHORITY_HELP COMMON_HELP;
 /* clang-format on */
 
@@ -343,6 +352,7 @@ static int cmd_authorize(cli *c, int argc, char **argv)
 	        OPTS_HOLD,
 	        OPTS_EVENT,
 	        OPTS_AUTHORITY,
+	        {"dry-run", no_argument, NULL, O_DRY_RUN},
 	        OPTS_END,
 	};
 	bc_authorize_hold_request req = {0};
@@ -369,6 +379,7 @@ static int cmd_authorize(cli *c, int argc, char **argv)
 	req.max_total_cost_units = a.max_total;
 	req.hold_id = a.hold;
 	req.event_id = a.event;
+	req.dry_run = a.dry_run;
 
 	if ((rc = cli_connect(c, &client)) != 0)
 		return rc;

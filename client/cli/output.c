@@ -321,6 +321,7 @@ json_t *json_metadata(const bc_commit_metadata *m)
 	if (m->budget_term)
 		set(o, "budgetTerm", json_str(m->budget_term));
 	set(o, "replayed", json_boolean(m->replayed));
+	set(o, "dryRun", json_boolean(m->dry_run));
 	return o;
 }
 

@@ -111,6 +111,7 @@ static void cv_metadata(conv *cv, const Budgetd__V1__CommitMetadata *m, bc_commi
 	if (m->_budget_term_case == BUDGETD__V1__COMMIT_METADATA___BUDGET_TERM_BUDGET_TERM)
 		out->budget_term = cv_str(cv, m->budget_term);
 	out->replayed = m->replayed;
+	out->dry_run = m->dry_run;
 }
 
 static void free_metadata(bc_commit_metadata *m)
@@ -317,6 +318,7 @@ int bc_authorize_hold(bc_client *client, const bc_authorize_hold_request *req, i
 		return rc;
 	pr._event_id_case = BUDGETD__V1__AUTHORIZE_HOLD_REQUEST___EVENT_ID_EVENT_ID;
 	pr.authority = req_authority(req->authority, &authority);
+	pr.dry_run = req->dry_run;
 
 	rc = bc__unary(client, METHOD("AuthorizeHold"), &pr.base,
 	               &budgetd__v1__authorize_hold_response__descriptor, BC__RETRY_MUTATION,

@@ -227,6 +227,7 @@ typedef struct bc_commit_metadata {
 	char *event_id;    /* the event's idempotency key */
 	char *budget_term; /* "<authority_id>:<lease_epoch>"; NULL without authority */
 	bool replayed;     /* answered from the log: this call changed nothing */
+	bool dry_run;      /* a dry run: nothing was recorded */
 } bc_commit_metadata;
 
 /* AuthorizeHold. */
@@ -243,6 +244,7 @@ typedef struct bc_authorize_hold_request {
 	const char *hold_id;           /* the hold to open; NULL: none */
 	const char *event_id;          /* NULL: the client generates one */
 	const bc_authority *authority; /* NULL: none */
+	bool dry_run;                  /* decide against the current state, record nothing */
 } bc_authorize_hold_request;
 
 /* AuthorizeHoldResponse: authorized, or denied by a limit. */
