@@ -786,6 +786,17 @@ static int engine_list_events(void *impl, uint32_t limit, bs_str cap, bool has_g
 	          : bs_db_list_events(e->db, limit, cap, has_grant, grant, after_seq, cb, ctx, err);
 }
 
+static int engine_list_holds(void *impl, const bs_hold_query *q, bs_hold_cb cb, void *ctx,
+                             bs_error *err)
+{
+	engine *e = impl;
+	int rc = refuse_if_broken(e, err);
+
+	if (rc == BS_OK)
+		rc = materialize(e, err);
+	return rc ? rc : bs_db_list_holds(e->db, q, cb, ctx, err);
+}
+
 static int engine_commit_index(void *impl, uint64_t *out, bs_error *err)
 {
 	engine *e = impl;
@@ -839,6 +850,7 @@ static const bs_backend_ops engine_ops = {
         .list_usages = engine_list_usages,
         .list_events = engine_list_events,
         .get_hold = engine_get_hold,
+        .list_holds = engine_list_holds,
         .commit_index = engine_commit_index,
         .checkpoint = engine_checkpoint,
         .stats = engine_stats,

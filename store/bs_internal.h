@@ -9,7 +9,7 @@
 
 #include "bs_store.h"
 
-#define BS_SCHEMA_VERSION 2
+#define BS_SCHEMA_VERSION 3
 
 /* Sets err (when not NULL) and returns `code`. */
 int bs_errorf(bs_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -78,6 +78,8 @@ typedef struct bs_backend_ops {
 	                   uint64_t after_seq, bs_event_cb cb, void *ctx, bs_error *err);
 	int (*get_hold)(void *impl, bs_str hold_id, bs_hold_cb cb, void *ctx, bool *found,
 	                bs_error *err);
+	int (*list_holds)(void *impl, const bs_hold_query *q, bs_hold_cb cb, void *ctx,
+	                  bs_error *err);
 	int (*commit_index)(void *impl, uint64_t *out, bs_error *err);
 	int (*checkpoint)(void *impl, bs_error *err);
 	int (*stats)(void *impl, bs_stats *out, bs_error *err);

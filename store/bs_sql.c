@@ -96,6 +96,8 @@ static const char *const migrations[BS_SCHEMA_VERSION + 1] = {
               "INSERT INTO store_meta (key, value) VALUES ('materialized_seq', 0);",
         /* v2: who made each event (NULL for events from before v2). */
         [2] = "ALTER TABLE events ADD COLUMN caller TEXT;",
+        /* v3: ListHolds pages oldest first. */
+        [3] = "CREATE INDEX holds_by_age ON holds (created_at, hold_id);",
 };
 
 #define EVENT_COLUMNS_OF(p)                                                                        \
@@ -136,6 +138,7 @@ enum {
 	ST_META_SET,
 	ST_USAGES,
 	ST_USAGES_OF_CAP,
+	ST_HOLDS,
 	ST_EVENTS,              /* the four filters of list_events, in this order: */
 	ST_EVENTS_OF_CAP,       /* ST_EVENTS + 1 */
 	ST_EVENTS_OF_GRANT,     /* ST_EVENTS + 2 */
@@ -175,6 +178,12 @@ static const char *const statement_sql[ST_COUNT] = {
         [ST_META_SET] = "UPDATE store_meta SET value = ?1 WHERE key = 'materialized_seq'",
         [ST_USAGES] = "SELECT " USAGE_COLUMNS " FROM usage"
                       " ORDER BY updated_at DESC, capability_id, grant_index LIMIT ?1",
+        [ST_HOLDS] = "SELECT " HOLD_COLUMNS " FROM holds"
+                     " WHERE (?1 IS NULL OR capability_id = ?1)"
+                     " AND (?2 IS NULL OR disposition = ?2)"
+                     " AND (?3 IS NULL OR created_at < ?3)"
+                     " AND (created_at, hold_id) > (?4, ?5)"
+                     " ORDER BY created_at, hold_id LIMIT ?6",
         [ST_USAGES_OF_CAP] = "SELECT " USAGE_COLUMNS " FROM usage WHERE capability_id = ?2"
                              " ORDER BY updated_at DESC, capability_id, grant_index LIMIT ?1",
         [ST_EVENTS] = "SELECT " EVENT_COLUMNS " FROM events WHERE event_seq > ?2"
@@ -617,6 +626,24 @@ int bs_db_set_materialized_seq(bs_db *s, uint64_t seq, bs_error *err)
 }
 
 /* ---- reads ---- */
+
+int bs_db_list_holds(bs_db *s, const bs_hold_query *q, bs_hold_cb cb, void *ctx, bs_error *err)
+{
+	sqlite3_stmt *st = s->st[ST_HOLDS];
+	visit_ctx v = {(void *)cb, ctx, 0};
+	int rc = bind_str(st, 1, q->capability_id);
+
+	rc |= q->has_disposition ? sqlite3_bind_int(st, 2, (int)q->disposition)
+	                         : sqlite3_bind_null(st, 2);
+	rc |= q->has_older_than ? sqlite3_bind_int64(st, 3, q->older_than_ns)
+	                        : sqlite3_bind_null(st, 3);
+	/* Without a cursor: before every (created_at, hold_id). */
+	rc |= sqlite3_bind_int64(st, 4, q->has_after ? q->after_created_ns : INT64_MIN);
+	rc |= q->has_after ? bind_str(st, 5, q->after_hold_id)
+	                   : sqlite3_bind_text(st, 5, "", 0, SQLITE_STATIC);
+	rc |= sqlite3_bind_int64(st, 6, q->limit);
+	return step_all(s, st, rc, decode_hold, &v, "listing holds", err);
+}
 
 int bs_db_list_usages(bs_db *s, uint32_t limit, bs_str cap, bs_usage_cb cb, void *ctx,
                       bs_error *err)

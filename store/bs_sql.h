@@ -44,6 +44,7 @@ int bs_db_get_materialized_seq(bs_db *db, uint64_t *out, bs_error *err);
 int bs_db_set_materialized_seq(bs_db *db, uint64_t seq, bs_error *err);
 
 /* Reads over the materialized state (`limit` already validated). */
+int bs_db_list_holds(bs_db *db, const bs_hold_query *q, bs_hold_cb cb, void *ctx, bs_error *err);
 int bs_db_list_usages(bs_db *db, uint32_t limit, bs_str cap, bs_usage_cb cb, void *ctx,
                       bs_error *err);
 int bs_db_list_events(bs_db *db, uint32_t limit, bs_str cap, bool has_grant, uint32_t grant,

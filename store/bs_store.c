@@ -124,6 +124,24 @@ int bs_store_get_hold(bs_store *store, bs_str hold_id, bs_hold_cb cb, void *ctx,
 	return store->ops->get_hold(store->impl, hold_id, cb, ctx, found, err);
 }
 
+int bs_store_list_holds(bs_store *store, const bs_hold_query *q, bs_hold_cb cb, void *ctx,
+                        bs_error *err)
+{
+	bs_hold_query v = *q;
+	int rc;
+
+	if ((rc = bs_validate_limit(q->limit, &v.limit, err)) ||
+	    (rc = bs_validate_id("capability_id", q->capability_id, false, err)) ||
+	    (q->has_after &&
+	     (rc = bs_validate_id("page cursor hold_id", q->after_hold_id, true, err))))
+		return rc;
+	if (q->has_disposition &&
+	    (q->disposition < BS_HOLD_OPEN || q->disposition > BS_HOLD_RECONCILED))
+		return bs_errorf(err, BS_EINVAL, "disposition %d is not a hold disposition",
+		                 (int)q->disposition);
+	return store->ops->list_holds(store->impl, &v, cb, ctx, err);
+}
+
 int bs_store_commit_index(bs_store *store, uint64_t *out, bs_error *err)
 {
 	return store->ops->commit_index(store->impl, out, err);

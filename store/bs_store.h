@@ -271,6 +271,23 @@ int bs_store_list_events(bs_store *store, uint32_t limit, bs_str capability_id,
 int bs_store_get_hold(bs_store *store, bs_str hold_id, bs_hold_cb cb, void *ctx, bool *found,
                       bs_error *err);
 
+/* A page of holds, in (created_at, hold_id) order: oldest first. */
+typedef struct bs_hold_query {
+	bs_str capability_id; /* absent: every capability */
+	bool has_disposition;
+	bs_disposition disposition;
+	bool has_older_than;
+	int64_t older_than_ns; /* only holds created before this */
+	bool has_after;        /* the page cursor: holds after this one */
+	int64_t after_created_ns;
+	bs_str after_hold_id;
+	uint32_t limit; /* 0: the default */
+} bs_hold_query;
+
+/* Lists the holds `q` selects. */
+int bs_store_list_holds(bs_store *store, const bs_hold_query *q, bs_hold_cb cb, void *ctx,
+                        bs_error *err);
+
 /* The last sequence value taken (0 for an empty store). */
 int bs_store_commit_index(bs_store *store, uint64_t *out, bs_error *err);
 
