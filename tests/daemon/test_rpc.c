@@ -317,7 +317,7 @@ Test(rpc, undecodable_message_is_invalid_argument)
 	             0);
 	cr_assert_eq(code, GRPC_STATUS_INVALID_ARGUMENT, "%d %s", code, details);
 	cr_assert(strstr(details, "not a valid budgetd.v1.AuthorizeHoldRequest"), "%s", details);
-	grpc_shutdown();
+	grpc_shutdown_blocking(); /* LSan runs at exit: finish the cleanup first */
 }
 
 Test(rpc, a_nul_byte_in_an_id_is_rejected_not_truncated)
@@ -333,7 +333,7 @@ Test(rpc, a_nul_byte_in_an_id_is_rejected_not_truncated)
 	             0);
 	cr_assert_eq(code, GRPC_STATUS_INVALID_ARGUMENT, "%d %s", code, details);
 	cr_assert(strstr(details, "NUL"), "%s", details);
-	grpc_shutdown();
+	grpc_shutdown_blocking(); /* LSan runs at exit: finish the cleanup first */
 }
 
 Test(rpc, unknown_method_is_unimplemented)
@@ -346,5 +346,5 @@ Test(rpc, unknown_method_is_unimplemented)
 	                         details, sizeof(details), 10000),
 	             0);
 	cr_assert_eq(code, GRPC_STATUS_UNIMPLEMENTED, "%d %s", code, details);
-	grpc_shutdown();
+	grpc_shutdown_blocking(); /* LSan runs at exit: finish the cleanup first */
 }

@@ -250,10 +250,10 @@ Test(mtls, sighup_reloads_good_certificates_and_keeps_the_old_on_bad_ones)
 
 Test(start, plaintext_on_a_non_loopback_address_needs_insecure)
 {
-	char out[4096];
-	char db[] = "/tmp/budgetd-insecure-XXXXXX";
-	cr_assert_not_null(mkdtemp(db));
-	strcat(db, "/b.db");
+	char out[4096], db[64];
+	char dir[] = "/tmp/budgetd-insecure-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(db, sizeof(db), "%s/b.db", dir);
 	const char *argv[] = {"--db", db, "--listen", "0.0.0.0:0", NULL};
 	cr_assert_eq(td_run_once(argv, out, sizeof(out), 30000), 1, "%s", out);
 	cr_assert(strstr(out, "refusing plaintext gRPC on 0.0.0.0:0"), "%s", out);
