@@ -31,6 +31,7 @@ static void setup_bad_input(void)
 	memset(&daemon_, 0, sizeof(daemon_));
 	client = NULL;
 	fx_start(args, NULL);
+	bc_client_free(client); /* the unix socket's identity is the kernel here */
 	client = fx_client(daemon_.unix_addr, false);
 	unlink(perms);
 }
