@@ -30,6 +30,10 @@ void *bd_arena_alloc(bd_arena *a, size_t size)
 {
 	const size_t align = alignof(max_align_t);
 
+	/* Rounding up and the chunk header must not wrap; one call's memory is
+	 * bounded. */
+	if (size > BD_ARENA_BYTES_MAX || a->total + size > BD_ARENA_BYTES_MAX)
+		return NULL;
 	size = (size + align - 1) & ~(align - 1);
 	if (size == 0)
 		size = align;

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #define BD_ARENA_CHUNK_BYTES 8192
+#define BD_ARENA_BYTES_MAX   (32u * 1024 * 1024) /* what one call may allocate */
 
 typedef struct bd_arena_chunk bd_arena_chunk;
 
@@ -21,7 +22,8 @@ void bd_arena_init(bd_arena *a);
 /* Frees every chunk; the arena can be reused after. */
 void bd_arena_reset(bd_arena *a);
 
-/* Zeroed, max-aligned memory owned by the arena; NULL when out of memory. */
+/* Zeroed, max-aligned memory owned by the arena; NULL when out of memory
+ * or past BD_ARENA_BYTES_MAX for this arena. */
 void *bd_arena_alloc(bd_arena *a, size_t size);
 
 /* A NUL-terminated copy of len bytes owned by the arena, or NULL. */

@@ -193,6 +193,35 @@ static void arena_pb_free(void *data, void *p)
 	(void)p;
 }
 
+/* Unknown fields anywhere in the message: a field this budgetd does not
+ * know must not be ignored (an older daemon would, say, really authorize a
+ * dry run), and they cost memory out of proportion to their bytes. 0 or the
+ * number of the first one. */
+static uint32_t first_unknown_field(const ProtobufCMessage *m, int depth)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+
+	if (m->n_unknown_fields > 0)
+		return m->unknown_fields[0].tag;
+	if (depth > 8)
+		return 0;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE || f->label == PROTOBUF_C_LABEL_REPEATED)
+			continue;
+		/* A oneof member is only there when its case says so. */
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
+			continue;
+		const ProtobufCMessage *sub =
+		        *(const ProtobufCMessage *const *)((const char *)m + f->offset);
+		uint32_t tag = sub ? first_unknown_field(sub, depth + 1) : 0;
+		if (tag)
+			return tag;
+	}
+	return 0;
+}
+
 ProtobufCMessage *bd_unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb,
                             bd_arena *arena, char *why, size_t why_len)
 {
@@ -208,8 +237,15 @@ ProtobufCMessage *bd_unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffe
 	grpc_byte_buffer_reader_destroy(&reader);
 	size_t len = GRPC_SLICE_LENGTH(slice);
 	m = protobuf_c_message_unpack(d, &alloc, len, GRPC_SLICE_START_PTR(slice));
+	uint32_t unknown = m ? first_unknown_field(m, 0) : 0;
 	if (!m) {
 		snprintf(why, why_len, "the request is not a valid %s message", d->name);
+	} else if (unknown) {
+		snprintf(why, why_len,
+		         "the %s message has field number %u, which this budgetd does not know"
+		         " (a newer client?)",
+		         d->name, unknown);
+		m = NULL;
 	} else if (protobuf_c_message_get_packed_size(m) != len) {
 		/* protobuf-c keeps strings as C strings: an embedded NUL would
 		 * silently cut an id short. Re-encoding reveals it (and the other

@@ -353,6 +353,12 @@ static const bad_input table[] = {
         {"explicit default value (non-canonical)", UNIX, RAW, .method = SVC "AuthorizeHold",
          RAW_BYTES("\x0a\x04ok/c\x10\x00"), .code = GRPC_STATUS_INVALID_ARGUMENT,
          .message = "not canonically encoded"},
+        {"unknown field", UNIX, RAW, .method = SVC "AuthorizeHold",
+         RAW_BYTES("\x0a\x04ok/c\x98\x06\x01"), .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "has field number 99, which this budgetd does not know"},
+        {"unknown field inside the authority", UNIX, RAW, .method = SVC "AuthorizeHold",
+         RAW_BYTES("\x0a\x04ok/c\x4a\x03\xa0\x01\x01"), .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "field number 20"},
         {"unknown method", UNIX, RAW, .method = SVC "AuthorizeEverything", RAW_BYTES(""),
          .code = GRPC_STATUS_UNIMPLEMENTED, .message = "budgetd has no method"},
         /* state: unknown hold, wrong grant, closed hold */
