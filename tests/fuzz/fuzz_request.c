@@ -1,8 +1,9 @@
 /* fuzz_request.c - libFuzzer target: one request as budgetd receives it.
  *
- * Input: byte 0 picks the request type (byte 0 % N_TYPES) and into how many
- * gRPC slices the payload is cut (byte 0 / N_TYPES % 3 + 1); the remaining
- * bytes are the protobuf wire payload. It is decoded by the daemon's own
+ * Input: byte 0 picks the request type (byte 0 % N_TYPES), into how many
+ * gRPC slices the payload is cut (byte 0 / N_TYPES % 3 + 1) and whether a
+ * mutation carries the caller identity "unix" (byte 0 / N_TYPES / 3 % 2);
+ * the remaining bytes are the protobuf wire payload. It is decoded by the daemon's own
  * bd_unpack (a grpc_byte_buffer, the arena allocator, the canonical-encoding
  * check). Mutation requests then go through bd_translate_mutation into one
  * process-wide :memory: store, exactly as the handlers of daemon/bd_budget.c
@@ -89,7 +90,7 @@ static bool stats_on;
 static struct {
 	unsigned long decoded[N_TYPES], rejected[N_TYPES], by_result[N_TYPES][7];
 	unsigned long replayed, denied, resets;
-	double max_arena_ratio;
+	size_t max_arena, max_arena_input; /* the largest decode, and its input size */
 	struct {
 		char text[96];
 		unsigned long n;
@@ -150,9 +151,9 @@ static void print_stats(void)
 		fputc('\n', stderr);
 	}
 	fprintf(stderr,
-	        "  replayed %lu, denied %lu, store resets %lu, max arena bytes/input "
-	        "byte %.1f\n  store messages:\n",
-	        stats.replayed, stats.denied, stats.resets, stats.max_arena_ratio);
+	        "  replayed %lu, denied %lu, store resets %lu, largest decode %zu arena bytes"
+	        " for %zu input bytes\n  store messages:\n",
+	        stats.replayed, stats.denied, stats.resets, stats.max_arena, stats.max_arena_input);
 	for (size_t i = 0; i < stats.n_messages; i++)
 		fprintf(stderr, "  %8lu  %s\n", stats.messages[i].n, stats.messages[i].text);
 }
@@ -496,77 +497,123 @@ static void check_hold_change(const bs_mutation *m, const bs_outcome *o, const h
 	           bs_kind_name(m->kind));
 }
 
-static void run_mutation(const req_type *t, const ProtobufCMessage *msg)
+/* Applies `m` and checks what it did to the store; returns the result. */
+static int apply_checked(const req_type *t, const bs_mutation *m, bs_outcome *out, bs_error *err)
 {
-	const Budgetd__V1__Authority *authority = NULL;
 	usage_copy row_before, row_after;
 	hold_copy hold_before, hold_after;
-	bs_outcome out;
-	bs_error err;
+	bs_error rerr;
+
+	bool has_row = read_usage(m->capability_id, m->grant_index, &row_before, &rerr) == BS_OK;
+	bool has_hold = m->hold_id.ptr && read_hold(m->hold_id, &hold_before, &rerr) == BS_OK;
+	uint64_t before = fuzz_commit_index(store);
+
+	memset(out, 0, sizeof(*out));
+	memset(err, 0, sizeof(*err));
+	int rc = bs_store_apply(store, m, out, err);
+	uint64_t after = fuzz_commit_index(store);
+	count_result(t, rc, err);
+	FUZZ_CHECK(rc <= 0 && rc >= BS_EINTERNAL, "bs_store_apply returned %d", rc);
+	FUZZ_CHECK((bd_status_from_store(rc) == GRPC_STATUS_OK) == (rc == BS_OK) &&
+	                   bd_status_from_store(rc) != GRPC_STATUS_INTERNAL,
+	           "store result %d maps to gRPC status %d", rc, (int)bd_status_from_store(rc));
+	FUZZ_CHECK(!has_row ||
+	                   read_usage(m->capability_id, m->grant_index, &row_after, &rerr) == BS_OK,
+	           "get_usage of the mutation's row failed");
+	FUZZ_CHECK(!has_hold || read_hold(m->hold_id, &hold_after, &rerr) == BS_OK,
+	           "get_hold of the mutation's hold failed");
+	if (rc != BS_OK) {
+		FUZZ_CHECK(rc != BS_ESTORAGE && rc != BS_EINTERNAL, "%s: %s (%d)", t->d->name,
+		           err->message, rc);
+		FUZZ_CHECK(err->code == rc && err->message[0] &&
+		                   memchr(err->message, '\0', sizeof(err->message)),
+		           "error %d with code %d and no message", rc, err->code);
+		FUZZ_CHECK(after == before,
+		           "a failed %s took sequence values %" PRIu64 "..%" PRIu64, t->d->name,
+		           before, after);
+		FUZZ_CHECK(!has_row || same_usage(&row_before, &row_after),
+		           "a failed %s (%s) changed its usage row", t->d->name, err->message);
+		FUZZ_CHECK(!has_hold || same_hold(&hold_before, &hold_after),
+		           "a failed %s (%s) changed its hold", t->d->name, err->message);
+		return rc;
+	}
+	fuzz_check_outcome(m, out);
+	if (out->replayed || out->dry_run) {
+		if (stats_on)
+			stats.replayed += out->replayed;
+		FUZZ_CHECK(after == before && out->event_seq <= before,
+		           "a %s moved the commit index %" PRIu64 " -> %" PRIu64
+		           " (event_seq %" PRIu64 ")",
+		           out->replayed ? "replay" : "dry run", before, after, out->event_seq);
+		FUZZ_CHECK(same_usage(&row_before, &row_after) &&
+		                   (!has_hold || same_hold(&hold_before, &hold_after)),
+		           "a %s changed state", out->replayed ? "replay" : "dry run");
+		return rc;
+	}
+	if (stats_on && !out->allowed)
+		stats.denied++;
+	FUZZ_CHECK(after == before + 1 && out->event_seq == after,
+	           "an applied %s moved the commit index %" PRIu64 " -> %" PRIu64
+	           " with event_seq %" PRIu64,
+	           t->d->name, before, after, out->event_seq);
+	FUZZ_CHECK(has_row, "an applied %s names an unreadable capability/grant", t->d->name);
+	check_row_change(m, out, &row_before, &row_after);
+	if (m->hold_id.ptr) {
+		FUZZ_CHECK(has_hold, "an applied %s names an unreadable hold", t->d->name);
+		check_hold_change(m, out, &hold_before, &hold_after);
+	}
+	return rc;
+}
+
+/* A dry run answers what the same authorize would answer now; the harness
+ * then applies it for real to compare (unless the real one is answered from
+ * the log: a dry run ignores the event_id). */
+static void check_dry_run(int rc, const bs_outcome *o, const bs_error *e, int real_rc,
+                          const bs_outcome *real, const bs_error *real_e)
+{
+	if ((real_rc == BS_OK && real->replayed) ||
+	    (real_rc == BS_ECONFLICT && strstr(real_e->message, "was reused for a different")))
+		return;
+	FUZZ_CHECK(rc == real_rc, "dry run answered %d (%s), the authorize %d (%s)", rc,
+	           rc ? e->message : "ok", real_rc, real_rc ? real_e->message : "ok");
+	if (rc != BS_OK) {
+		FUZZ_CHECK(strcmp(e->message, real_e->message) == 0,
+		           "dry run failed with `%s`, the authorize with `%s`", e->message,
+		           real_e->message);
+		return;
+	}
+	FUZZ_CHECK(o->allowed == real->allowed && o->denial == real->denial &&
+	                   o->invocation_count_after == real->invocation_count_after &&
+	                   o->exposed_after == real->exposed_after &&
+	                   o->realized_after == real->realized_after &&
+	                   o->committed_after == real->committed_after &&
+	                   strcmp(o->budget_term, real->budget_term) == 0,
+	           "dry run predicted allowed=%d denial=%d count=%u exposed=%" PRIu64
+	           " realized=%" PRIu64 ", the authorize gave %d %d %u %" PRIu64 " %" PRIu64,
+	           o->allowed, o->denial, o->invocation_count_after, o->exposed_after,
+	           o->realized_after, real->allowed, real->denial, real->invocation_count_after,
+	           real->exposed_after, real->realized_after);
+}
+
+static void run_mutation(const req_type *t, const ProtobufCMessage *msg, bool with_caller)
+{
+	const Budgetd__V1__Authority *authority = NULL;
+	bs_outcome out, real;
+	bs_error err, real_err;
 	bs_mutation m;
 
 	FUZZ_CHECK(bd_translate_mutation(msg, &m, &authority) == 0,
 	           "bd_translate_mutation refused a %s", t->d->name);
 	FUZZ_CHECK(m.kind == t->kind, "%s translated to kind %d", t->d->name, (int)m.kind);
-	bool has_row = read_usage(m.capability_id, m.grant_index, &row_before, &err) == BS_OK;
-	bool has_hold = m.hold_id.ptr && read_hold(m.hold_id, &hold_before, &err) == BS_OK;
-	uint64_t before = fuzz_commit_index(store);
-
-	memset(&out, 0, sizeof(out));
-	memset(&err, 0, sizeof(err));
-	int rc = bs_store_apply(store, &m, &out, &err);
-	uint64_t after = fuzz_commit_index(store);
-	count_result(t, rc, &err);
-	FUZZ_CHECK(rc <= 0 && rc >= BS_EINTERNAL, "bs_store_apply returned %d", rc);
-	FUZZ_CHECK((bd_status_from_store(rc) == GRPC_STATUS_OK) == (rc == BS_OK) &&
-	                   bd_status_from_store(rc) != GRPC_STATUS_INTERNAL,
-	           "store result %d maps to gRPC status %d", rc, (int)bd_status_from_store(rc));
-	bs_error rerr;
-	FUZZ_CHECK(!has_row ||
-	                   read_usage(m.capability_id, m.grant_index, &row_after, &rerr) == BS_OK,
-	           "get_usage of the mutation's row failed");
-	FUZZ_CHECK(!has_hold || read_hold(m.hold_id, &hold_after, &rerr) == BS_OK,
-	           "get_hold of the mutation's hold failed");
-	if (rc != BS_OK) {
-		FUZZ_CHECK(rc != BS_ESTORAGE && rc != BS_EINTERNAL, "%s: %s (%d)", t->d->name,
-		           err.message, rc);
-		FUZZ_CHECK(err.code == rc && err.message[0] &&
-		                   memchr(err.message, '\0', sizeof(err.message)),
-		           "error %d with code %d and no message", rc, err.code);
-		FUZZ_CHECK(after == before,
-		           "a failed %s took sequence values %" PRIu64 "..%" PRIu64, t->d->name,
-		           before, after);
-		FUZZ_CHECK(!has_row || same_usage(&row_before, &row_after),
-		           "a failed %s (%s) changed its usage row", t->d->name, err.message);
-		FUZZ_CHECK(!has_hold || same_hold(&hold_before, &hold_after),
-		           "a failed %s (%s) changed its hold", t->d->name, err.message);
+	/* As handle_mutation does for an authenticated identity. */
+	if (with_caller)
+		m.caller = bs_str_from("unix");
+	int rc = apply_checked(t, &m, &out, &err);
+	if (!m.dry_run)
 		return;
-	}
-	fuzz_check_outcome(&m, &out);
-	if (out.replayed) {
-		if (stats_on)
-			stats.replayed++;
-		FUZZ_CHECK(after == before && out.event_seq <= before,
-		           "a replay moved the commit index %" PRIu64 " -> %" PRIu64
-		           " (event_seq %" PRIu64 ")",
-		           before, after, out.event_seq);
-		FUZZ_CHECK(same_usage(&row_before, &row_after) &&
-		                   (!has_hold || same_hold(&hold_before, &hold_after)),
-		           "a replay changed state");
-		return;
-	}
-	if (stats_on && !out.allowed)
-		stats.denied++;
-	FUZZ_CHECK(after == before + 1 && out.event_seq == after,
-	           "an applied %s moved the commit index %" PRIu64 " -> %" PRIu64
-	           " with event_seq %" PRIu64,
-	           t->d->name, before, after, out.event_seq);
-	FUZZ_CHECK(has_row, "an applied %s names an unreadable capability/grant", t->d->name);
-	check_row_change(&m, &out, &row_before, &row_after);
-	if (m.hold_id.ptr) {
-		FUZZ_CHECK(has_hold, "an applied %s names an unreadable hold", t->d->name);
-		check_hold_change(&m, &out, &hold_before, &hold_after);
-	}
+	m.dry_run = false;
+	int real_rc = apply_checked(t, &m, &real, &real_err);
+	check_dry_run(rc, &out, &err, real_rc, &real, &real_err);
 }
 
 /* ---- reads ---- */
@@ -749,10 +796,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		           "bd_unpack accepted a %s whose string field holds a NUL byte",
 		           t->d->name);
 		if (stats_on) {
-			double ratio = (double)arena.total / (double)size;
 			stats.decoded[t - types]++;
-			if (ratio > stats.max_arena_ratio)
-				stats.max_arena_ratio = ratio;
+			if (arena.total > stats.max_arena) {
+				stats.max_arena = arena.total;
+				stats.max_arena_input = size;
+			}
 		}
 		const Budgetd__V1__Authority *a = NULL;
 		bs_mutation m;
@@ -760,7 +808,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK((trc == 0) == (t->cls == MUTATION) && (trc == 0 || trc == -EINVAL),
 		           "bd_translate_mutation returned %d for a %s", trc, t->d->name);
 		if (t->cls == MUTATION)
-			run_mutation(t, msg);
+			run_mutation(t, msg, data[0] / N_TYPES / 3 % 2);
 		else
 			run_read(t, msg);
 	}

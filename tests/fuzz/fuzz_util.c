@@ -149,12 +149,6 @@ void fuzz_check_outcome(const bs_mutation *m, const bs_outcome *o)
 	FUZZ_CHECK(limited || o->allowed, "a %s was denied", bs_kind_name(m->kind));
 	FUZZ_CHECK(o->allowed ? o->denial == BS_DENIAL_NONE : o->denial != BS_DENIAL_NONE,
 	           "outcome allowed=%d denial=%d", o->allowed, (int)o->denial);
-	FUZZ_CHECK(o->has_commit_index == o->allowed, "outcome allowed=%d has_commit_index=%d",
-	           o->allowed, o->has_commit_index);
-	FUZZ_CHECK(!o->has_commit_index || o->commit_index == o->event_seq,
-	           "outcome commit_index %" PRIu64 " != event_seq %" PRIu64, o->commit_index,
-	           o->event_seq);
-	FUZZ_CHECK(o->event_seq >= 1, "outcome event_seq 0");
 	FUZZ_CHECK(!__builtin_add_overflow(o->exposed_after, o->realized_after, &sum) &&
 	                   sum == o->committed_after,
 	           "outcome committed %" PRIu64 " != exposed %" PRIu64 " + realized %" PRIu64,
@@ -162,10 +156,30 @@ void fuzz_check_outcome(const bs_mutation *m, const bs_outcome *o)
 	FUZZ_CHECK(memchr(o->event_id, '\0', sizeof(o->event_id)) &&
 	                   memchr(o->budget_term, '\0', sizeof(o->budget_term)),
 	           "outcome strings are not terminated");
+	FUZZ_CHECK(o->dry_run == m->dry_run, "outcome dry_run=%d for a request with dry_run=%d",
+	           o->dry_run, m->dry_run);
+	if (m->dry_run) {
+		/* Decided, not recorded: no sequence value, the event_id echoed. */
+		FUZZ_CHECK(!o->replayed && !o->has_commit_index && o->commit_index == 0 &&
+		                   o->event_seq == 0,
+		           "dry run outcome replayed=%d has_commit_index=%d commit_index=%" PRIu64
+		           " event_seq=%" PRIu64,
+		           o->replayed, o->has_commit_index, o->commit_index, o->event_seq);
+	} else {
+		FUZZ_CHECK(o->has_commit_index == o->allowed,
+		           "outcome allowed=%d has_commit_index=%d", o->allowed,
+		           o->has_commit_index);
+		FUZZ_CHECK(!o->has_commit_index || o->commit_index == o->event_seq,
+		           "outcome commit_index %" PRIu64 " != event_seq %" PRIu64,
+		           o->commit_index, o->event_seq);
+		FUZZ_CHECK(o->event_seq >= 1, "outcome event_seq 0");
+	}
 	if (m->event_id.ptr) {
 		FUZZ_CHECK(strlen(o->event_id) == m->event_id.len &&
 		                   memcmp(o->event_id, m->event_id.ptr, m->event_id.len) == 0,
 		           "outcome event_id `%s` is not the request's", o->event_id);
+	} else if (m->dry_run) {
+		FUZZ_CHECK(o->event_id[0] == '\0', "dry run outcome event_id `%s`", o->event_id);
 	} else {
 		(void)snprintf(expect, sizeof(expect), "%s%" PRIu64, BS_GENERATED_EVENT_ID_PREFIX,
 		               o->event_seq);
