@@ -26,6 +26,13 @@
  * Every non-OK status, unexpected reply and verification mismatch is
  * counted and makes the exit status 1; the first error is printed. The whole
  * run is bounded by --max-time: past it, outstanding calls are cancelled.
+ *
+ * Soak: --soak S measures for S seconds and prints, every --interval
+ * seconds, that interval's calls/s, p50 and p99 and (with --server-pid) the
+ * server's resident memory (VmRSS from /proc/PID/status), so that flat
+ * latency and memory over a long run can be shown. --max-rss-growth X makes
+ * the run fail when the server's RSS at the end exceeds X times its RSS
+ * after the warm-up: a leak detector, not a speed check.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -65,6 +72,9 @@
 #define LG_DRAIN_GRACE_S     30.0   /* default --max-time beyond warmup + duration */
 #define LG_VERIFY_TIME_S     60.0   /* budget for the final verification */
 #define LG_MISMATCHES_SHOWN  5      /* verification mismatches printed */
+#define LG_INTERVAL_S        5.0    /* default --interval of a soak */
+#define LG_INTERVAL_MIN_S    0.5    /* --interval at least */
+#define LG_RSS_GROWTH_MAX    1000.0 /* --max-rss-growth at most */
 
 /* The pair workload (as in shared/peers): limits are never hit. */
 #define LG_COST_UNITS              1000
@@ -124,6 +134,9 @@ typedef struct lg_config {
 	long server_pid; /* 0: no server CPU figures */
 	bool shared;     /* other clients may mutate: skip the commit index check */
 	bool json;
+	bool soak;             /* report every interval_s of the duration */
+	double interval_s;     /* soak report interval */
+	double rss_growth_max; /* 0: no check; else end RSS <= this x RSS after warm-up */
 } lg_config;
 
 typedef struct lg_channel {
@@ -180,6 +193,10 @@ typedef struct lg_worker {
 	uint64_t first_error_ns;
 	char first_error[LG_ERROR_LEN];
 	lg_hist hist[LG_KINDS]; /* measured successful calls */
+	/* soak: the current interval, handed to the main thread under imu */
+	pthread_mutex_t imu;
+	lg_hist ihist;    /* measured successful calls of the interval */
+	uint64_t ierrors; /* failed calls of the interval */
 } lg_worker;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -622,6 +639,14 @@ static bool finish_call(lg_worker *w, lg_slot *s, bool batch_ok, uint64_t now)
 		if (now >= run->measure_start_ns && now < run->measure_end_ns)
 			hist_add(&w->hist[s->kind], now - s->started_ns);
 	}
+	if (run->cfg->soak && now >= run->measure_start_ns && now < run->measure_end_ns) {
+		pthread_mutex_lock(&w->imu);
+		if (good)
+			hist_add(&w->ihist, now - s->started_ns);
+		else
+			w->ierrors++;
+		pthread_mutex_unlock(&w->imu);
+	}
 
 	grpc_call_unref(s->call);
 	s->call = NULL;
@@ -885,6 +910,88 @@ static lg_cpu sample_cpu(long server_pid)
 	return c;
 }
 
+/* The resident set of `pid` in KiB (VmRSS), or -1 when unknown. */
+static long process_rss_kib(long pid)
+{
+	char path[64], line[256];
+	long kib = -1;
+
+	if (pid <= 0)
+		return -1;
+	(void)snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	(void)fclose(f);
+	return kib;
+}
+
+/* ---- soak reports -------------------------------------------------------- */
+
+typedef struct lg_soak {
+	long rss_start_kib; /* after the warm-up; -1 unknown */
+	long rss_end_kib;
+	long rss_max_kib;
+	int intervals;
+} lg_soak;
+
+/* Takes the workers' interval figures and prints one line for the interval
+ * that ended `t_s` seconds into the measurement. */
+static void soak_report(const lg_config *cfg, lg_worker *workers, double t_s, double len_s,
+                        lg_soak *soak, lg_hist *scratch)
+{
+	uint64_t errors = 0;
+
+	memset(scratch, 0, sizeof(*scratch));
+	for (int t = 0; t < cfg->threads; t++) {
+		lg_worker *w = &workers[t];
+		pthread_mutex_lock(&w->imu);
+		hist_merge(scratch, &w->ihist);
+		errors += w->ierrors;
+		memset(&w->ihist, 0, sizeof(w->ihist));
+		w->ierrors = 0;
+		pthread_mutex_unlock(&w->imu);
+	}
+	long rss = process_rss_kib(cfg->server_pid);
+	if (rss > soak->rss_max_kib)
+		soak->rss_max_kib = rss;
+	soak->intervals++;
+	if (cfg->json)
+		printf("{\"interval\":%d,\"t_s\":%.1f,\"calls_per_s\":%.1f,\"p50_us\":%.1f,"
+		       "\"p99_us\":%.1f,\"max_us\":%.1f,\"errors\":%" PRIu64
+		       ",\"server_rss_kib\":%ld}\n",
+		       soak->intervals, t_s, (double)scratch->count / len_s,
+		       hist_quantile_us(scratch, 0.50), hist_quantile_us(scratch, 0.99),
+		       (double)scratch->max_ns / 1000.0, errors, rss);
+	else
+		printf("  [%6.1f s] calls/s %7.0f  p50 %6.0f us  p99 %7.0f us  max %7.0f us  "
+		       "errors %" PRIu64 "  server RSS %ld KiB\n",
+		       t_s, (double)scratch->count / len_s, hist_quantile_us(scratch, 0.50),
+		       hist_quantile_us(scratch, 0.99), (double)scratch->max_ns / 1000.0, errors,
+		       rss);
+	(void)fflush(stdout);
+}
+
+/* Sleeps through the measured window, reporting every interval. */
+static void soak_run(const lg_config *cfg, const lg_run *run, lg_worker *workers, lg_soak *soak)
+{
+	uint64_t step = (uint64_t)(cfg->interval_s * 1e9), start = run->measure_start_ns;
+	static lg_hist scratch;
+
+	if (!cfg->json)
+		printf("loadgen: soak of %.0f s, a line every %.1f s (server pid %ld)\n",
+		       cfg->duration_s, cfg->interval_s, cfg->server_pid);
+	for (uint64_t t = start + step; t - step < run->measure_end_ns; t += step) {
+		uint64_t end = t < run->measure_end_ns ? t : run->measure_end_ns;
+		sleep_until_ns(end);
+		soak_report(cfg, workers, (double)(end - start) / 1e9,
+		            (double)(end - (t - step)) / 1e9, soak, &scratch);
+	}
+}
+
 /* ---- command line -------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -911,11 +1018,19 @@ static void usage(FILE *f)
 	        "  --shared             other clients use the daemon: skip the commit\n"
 	        "                       index check\n"
 	        "  --json               print one JSON line instead of text\n"
+	        "  --soak S             soak: measure for S seconds (like --duration),\n"
+	        "                       printing a line (JSON with --json) every interval:\n"
+	        "                       calls/s, p50, p99, errors, the server's RSS\n"
+	        "  --interval S         soak report interval (default %.0f)\n"
+	        "  --max-rss-growth X   fail when the server's RSS at the end exceeds X\n"
+	        "                       times its RSS after the warm-up (needs\n"
+	        "                       --server-pid; a leak check, not a speed check)\n"
 	        "  --help               this text\n"
 	        "\n"
 	        "Exit status: 0 when every call succeeded and the server's state matches\n"
-	        "what was observed; 1 otherwise; 2 on bad usage.\n",
-	        LG_INFLIGHT_MAX, LG_DRAIN_GRACE_S);
+	        "what was observed (and its RSS stayed within --max-rss-growth); 1\n"
+	        "otherwise; 2 on bad usage.\n",
+	        LG_INFLIGHT_MAX, LG_DRAIN_GRACE_S, LG_INTERVAL_S);
 }
 
 static int parse_int(const char *s, long lo, long hi, int *out)
@@ -959,6 +1074,9 @@ static int parse_args(int argc, char **argv, lg_config *cfg)
 		OPT_SERVER_PID,
 		OPT_SHARED,
 		OPT_JSON,
+		OPT_SOAK,
+		OPT_INTERVAL,
+		OPT_MAX_RSS_GROWTH,
 		OPT_HELP,
 	};
 	static const struct option opts[] = {
@@ -976,6 +1094,9 @@ static int parse_args(int argc, char **argv, lg_config *cfg)
 	        {"server-pid", required_argument, NULL, OPT_SERVER_PID},
 	        {"shared", no_argument, NULL, OPT_SHARED},
 	        {"json", no_argument, NULL, OPT_JSON},
+	        {"soak", required_argument, NULL, OPT_SOAK},
+	        {"interval", required_argument, NULL, OPT_INTERVAL},
+	        {"max-rss-growth", required_argument, NULL, OPT_MAX_RSS_GROWTH},
 	        {"help", no_argument, NULL, OPT_HELP},
 	        {NULL, 0, NULL, 0},
 	};
@@ -1039,6 +1160,17 @@ static int parse_args(int argc, char **argv, lg_config *cfg)
 		case OPT_JSON:
 			cfg->json = true;
 			break;
+		case OPT_SOAK:
+			bad = parse_seconds(optarg, 1, &cfg->duration_s);
+			cfg->soak = true;
+			break;
+		case OPT_INTERVAL:
+			bad = parse_seconds(optarg, LG_INTERVAL_MIN_S, &cfg->interval_s);
+			break;
+		case OPT_MAX_RSS_GROWTH:
+			bad = parse_seconds(optarg, 1, &cfg->rss_growth_max) ||
+			      cfg->rss_growth_max > LG_RSS_GROWTH_MAX;
+			break;
 		case OPT_HELP:
 			usage(stdout);
 			exit(0);
@@ -1070,6 +1202,10 @@ static int parse_args(int argc, char **argv, lg_config *cfg)
 			return -1;
 		}
 		cfg->caps = 1;
+	}
+	if (cfg->rss_growth_max > 0 && cfg->server_pid == 0) {
+		fprintf(stderr, "loadgen: --max-rss-growth needs --server-pid\n");
+		return -1;
 	}
 	if (cfg->max_time_s == 0)
 		cfg->max_time_s = cfg->warmup_s + cfg->duration_s + LG_DRAIN_GRACE_S;
@@ -1114,6 +1250,7 @@ typedef struct lg_result {
 	double server_cpu_s;
 	const char *verify; /* "ok", "failed", "error" */
 	char first_error[LG_ERROR_LEN];
+	lg_soak soak; /* server RSS figures (-1: unknown) */
 } lg_result;
 
 static void print_text(const lg_config *cfg, const lg_result *r)
@@ -1149,6 +1286,9 @@ static void print_text(const lg_config *cfg, const lg_result *r)
 			       1e6 * r->server_cpu_s / (double)r->calls);
 		printf("\n");
 	}
+	if (r->soak.rss_start_kib > 0)
+		printf("  server RSS KiB: after warm-up %ld, at the end %ld, max %ld\n",
+		       r->soak.rss_start_kib, r->soak.rss_end_kib, r->soak.rss_max_kib);
 	printf("  errors %" PRIu64 "; verify %s\n", r->errors, r->verify);
 	if (r->first_error[0])
 		printf("  first error: %s\n", r->first_error);
@@ -1170,6 +1310,9 @@ static void print_json(const lg_config *cfg, const lg_result *r)
 		printf("\"%s_p50_us\":%.1f,\"%s_p99_us\":%.1f,", kind_names[k],
 		       hist_quantile_us(&r->per_kind[k], 0.50), kind_names[k],
 		       hist_quantile_us(&r->per_kind[k], 0.99));
+	printf("\"server_rss_start_kib\":%ld,\"server_rss_end_kib\":%ld,\"server_rss_max_kib\":%"
+	       "ld,",
+	       r->soak.rss_start_kib, r->soak.rss_end_kib, r->soak.rss_max_kib);
 	printf("\"client_cpu_pct\":%.1f,\"server_cpu_pct\":%.1f,\"mutations\":%" PRIu64
 	       ",\"errors\":%" PRIu64 ",\"verify\":\"%s\",\"first_error\":",
 	       r->client_cpu_s >= 0 ? 100 * r->client_cpu_s / r->window_s : -1.0,
@@ -1256,7 +1399,9 @@ int main(int argc, char **argv)
 	        .duration_s = 10,
 	        .warmup_s = 2,
 	        .call_timeout_s = 10,
+	        .interval_s = LG_INTERVAL_S,
 	};
+	lg_soak soak = {.rss_start_kib = -1, .rss_end_kib = -1, .rss_max_kib = -1};
 	static lg_run run;
 	lg_worker *workers = NULL;
 	lg_slot *slots = NULL;
@@ -1287,6 +1432,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "loadgen: out of memory\n");
 		goto done;
 	}
+	for (int t = 0; t < cfg.threads; t++)
+		pthread_mutex_init(&workers[t].imu, NULL);
 	for (int c = 0; c < cfg.caps; c++) {
 		int n = snprintf(run.cap_ids[c], LG_CAP_ID_LEN, "%s-%06d", cfg.cap_prefix, c);
 		if (n < 0 || n >= LG_CAP_ID_LEN) {
@@ -1350,8 +1497,15 @@ int main(int argc, char **argv)
 	if (threads_started == cfg.threads) {
 		sleep_until_ns(run.measure_start_ns);
 		lg_cpu c0 = sample_cpu(cfg.server_pid);
-		sleep_until_ns(run.measure_end_ns);
+		soak.rss_start_kib = soak.rss_max_kib = process_rss_kib(cfg.server_pid);
+		if (cfg.soak)
+			soak_run(&cfg, &run, workers, &soak);
+		else
+			sleep_until_ns(run.measure_end_ns);
 		lg_cpu c1 = sample_cpu(cfg.server_pid);
+		soak.rss_end_kib = process_rss_kib(cfg.server_pid);
+		if (soak.rss_end_kib > soak.rss_max_kib)
+			soak.rss_max_kib = soak.rss_end_kib;
 		res->client_cpu_s =
 		        c0.client_s >= 0 && c1.client_s >= 0 ? c1.client_s - c0.client_s : -1;
 		res->server_cpu_s =
@@ -1421,19 +1575,35 @@ int main(int argc, char **argv)
 			        "is unknown)\n");
 	}
 
+	/* A leak check: the server's memory after the load against after the
+	 * warm-up. */
+	bool rss_ok = true;
+	if (cfg.rss_growth_max > 0) {
+		rss_ok =
+		        soak.rss_start_kib > 0 && soak.rss_end_kib > 0 &&
+		        (double)soak.rss_end_kib <= cfg.rss_growth_max * (double)soak.rss_start_kib;
+		if (!rss_ok)
+			fprintf(stderr,
+			        "loadgen: server RSS grew from %ld KiB after the warm-up to %ld "
+			        "KiB at "
+			        "the end: more than %.2fx\n",
+			        soak.rss_start_kib, soak.rss_end_kib, cfg.rss_growth_max);
+	}
 	if (res->errors)
 		fprintf(stderr, "loadgen: %" PRIu64 " failed calls; first: %s\n", res->errors,
 		        res->first_error);
+	res->soak = soak;
 	if (cfg.json)
 		print_json(&cfg, res);
 	else
 		print_text(&cfg, res);
-	rc = res->errors == 0 && strcmp(res->verify, "ok") == 0 ? 0 : 1;
+	rc = res->errors == 0 && strcmp(res->verify, "ok") == 0 && rss_ok ? 0 : 1;
 
 done:
 	if (fflush(stdout) != 0)
 		rc = 1;
 	for (int t = 0; workers && t < cfg.threads; t++) {
+		pthread_mutex_destroy(&workers[t].imu);
 		if (workers[t].cq)
 			destroy_cq(workers[t].cq);
 		free(workers[t].auth_ok);

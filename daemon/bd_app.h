@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "bd_auth.h"
 #include "bd_grpc.h"
 #include "bd_metrics.h"
 #include "bd_writer.h"
@@ -15,6 +16,7 @@ typedef struct bd_app {
 	const char *authority_id; /* this authority's name (GetServerInfo) */
 	int64_t started_at_ns;    /* Unix time */
 	bd_metrics *metrics;      /* NULL when metrics are off */
+	const bd_auth *auth;      /* the access policy, for streaming calls */
 } bd_app;
 
 /* Registers every budgetd.v1.BudgetAuthority method on the server. */

@@ -12,6 +12,7 @@
 
 #include "bd_app.h"
 #include "bd_auth.h"
+#include "bd_convert.h"
 #include "bd_log.h"
 #include "bd_status.h"
 #include "bd_translate.h"
@@ -44,41 +45,6 @@ typedef struct read_call {
 
 /* ---- store to reply ---- */
 
-static Google__Protobuf__Timestamp *timestamp(bd_arena *a, int64_t ns)
-{
-	Google__Protobuf__Timestamp *t = bd_arena_alloc(a, sizeof(*t));
-
-	if (!t)
-		return NULL;
-	google__protobuf__timestamp__init(t);
-	int64_t sec = ns / 1000000000, nsec = ns % 1000000000;
-	if (nsec < 0) {
-		sec--;
-		nsec += 1000000000;
-	}
-	t->seconds = sec;
-	t->nanos = (int32_t)nsec;
-	return t;
-}
-
-static char *arena_str(bd_arena *a, bs_str s)
-{
-	return bd_arena_strndup(a, s.ptr ? s.ptr : "", s.len);
-}
-
-static Budgetd__V1__Authority *authority_msg(bd_arena *a, const bs_authority *src)
-{
-	Budgetd__V1__Authority *m = bd_arena_alloc(a, sizeof(*m));
-
-	if (!m)
-		return NULL;
-	budgetd__v1__authority__init(m);
-	m->authority_id = arena_str(a, src->authority_id);
-	m->lease_id = arena_str(a, src->lease_id);
-	m->lease_epoch = src->lease_epoch;
-	return m->authority_id && m->lease_id ? m : NULL;
-}
-
 static Budgetd__V1__CommitMetadata *metadata(mutation_call *mc)
 {
 	bd_arena *a = bd_unary_arena(mc->call);
@@ -104,6 +70,7 @@ static Budgetd__V1__CommitMetadata *metadata(mutation_call *mc)
 		md->budget_term = (char *)o->budget_term;
 	}
 	md->replayed = o->replayed;
+	md->dry_run = o->dry_run;
 	return md;
 }
 
@@ -149,7 +116,7 @@ static void reply_authorize(mutation_call *mc)
 		no.metadata = md;
 		no.denial_reason = (Budgetd__V1__DenialReason)o->denial;
 	}
-	if (app->metrics && !o->replayed)
+	if (app->metrics && !o->replayed && !o->dry_run)
 		bd_metrics_observe_decision(app->metrics, o->allowed, (int)o->denial);
 	reply_or_fail(mc->call, &resp.base, md != NULL);
 }
@@ -327,14 +294,14 @@ static Budgetd__V1__UsageRecord *usage_msg(bd_arena *a, const bs_usage *u)
 	if (!m)
 		return NULL;
 	budgetd__v1__usage_record__init(m);
-	m->capability_id = arena_str(a, u->capability_id);
+	m->capability_id = bd_copy_str(a, u->capability_id);
 	m->grant_index = u->grant_index;
 	m->invocation_count = u->invocation_count;
 	m->total_cost_exposed = u->total_cost_exposed;
 	m->total_cost_realized_spend = u->total_cost_realized_spend;
 	m->committed_cost_units = u->committed_cost;
 	m->seq = u->seq;
-	m->updated_at = timestamp(a, u->updated_at_ns);
+	m->updated_at = bd_timestamp_msg(a, u->updated_at_ns);
 	return m->capability_id && m->updated_at ? m : NULL;
 }
 
@@ -412,66 +379,11 @@ static void handle_list_usages(bd_unary *call)
 		start_read(call, read_list_usages);
 }
 
-static Budgetd__V1__MutationEvent *event_msg(bd_arena *a, const bs_event *e)
-{
-	Budgetd__V1__MutationEvent *m = bd_arena_alloc(a, sizeof(*m));
-
-	if (!m)
-		return NULL;
-	budgetd__v1__mutation_event__init(m);
-	m->event_id = arena_str(a, e->event_id);
-	if (e->hold_id.ptr) {
-		m->_hold_id_case = BUDGETD__V1__MUTATION_EVENT___HOLD_ID_HOLD_ID;
-		m->hold_id = arena_str(a, e->hold_id);
-	}
-	m->capability_id = arena_str(a, e->capability_id);
-	m->grant_index = e->grant_index;
-	m->kind = (Budgetd__V1__MutationKind)e->kind;
-	if (e->has_allowed) {
-		m->_allowed_case = BUDGETD__V1__MUTATION_EVENT___ALLOWED_ALLOWED;
-		m->allowed = e->allowed;
-	}
-	m->denial_reason = (Budgetd__V1__DenialReason)e->denial;
-	m->recorded_at = timestamp(a, e->recorded_at_ns);
-	m->event_seq = e->event_seq;
-	if (e->has_usage_seq) {
-		m->_usage_seq_case = BUDGETD__V1__MUTATION_EVENT___USAGE_SEQ_USAGE_SEQ;
-		m->usage_seq = e->usage_seq;
-	}
-	m->exposure_units = e->exposure_units;
-	m->realized_spend_units = e->realized_units;
-	if (e->has_max_invocations) {
-		m->_max_invocations_case =
-		        BUDGETD__V1__MUTATION_EVENT___MAX_INVOCATIONS_MAX_INVOCATIONS;
-		m->max_invocations = e->max_invocations;
-	}
-	if (e->has_max_cost_per_invocation) {
-		m->_max_cost_per_invocation_case =
-		        BUDGETD__V1__MUTATION_EVENT___MAX_COST_PER_INVOCATION_MAX_COST_PER_INVOCATION;
-		m->max_cost_per_invocation = e->max_cost_per_invocation;
-	}
-	if (e->has_max_total_cost_units) {
-		m->_max_total_cost_units_case =
-		        BUDGETD__V1__MUTATION_EVENT___MAX_TOTAL_COST_UNITS_MAX_TOTAL_COST_UNITS;
-		m->max_total_cost_units = e->max_total_cost_units;
-	}
-	m->invocation_count_after = e->invocation_count_after;
-	m->total_cost_exposed_after = e->exposed_after;
-	m->total_cost_realized_spend_after = e->realized_after;
-	if (e->has_authority && !(m->authority = authority_msg(a, &e->authority)))
-		return NULL;
-	if (e->caller.ptr && !(m->caller = arena_str(a, e->caller)))
-		return NULL;
-	if (!m->event_id || !m->capability_id || !m->recorded_at || (e->hold_id.ptr && !m->hold_id))
-		return NULL;
-	return m;
-}
-
 static int collect_event(void *ctx, const bs_event *e)
 {
 	collector *c = ctx;
 
-	if (c->n == BS_LIST_LIMIT_MAX || !(c->items[c->n] = event_msg(c->arena, e))) {
+	if (c->n == BS_LIST_LIMIT_MAX || !(c->items[c->n] = bd_event_msg(c->arena, e))) {
 		c->failed = true;
 		return 1;
 	}
@@ -521,17 +433,17 @@ static Budgetd__V1__Hold *hold_msg(bd_arena *a, const bs_hold *h)
 	if (!m)
 		return NULL;
 	budgetd__v1__hold__init(m);
-	m->hold_id = arena_str(a, h->hold_id);
-	m->capability_id = arena_str(a, h->capability_id);
+	m->hold_id = bd_copy_str(a, h->hold_id);
+	m->capability_id = bd_copy_str(a, h->capability_id);
 	m->grant_index = h->grant_index;
 	m->authorized_exposure_units = h->authorized_units;
 	m->remaining_exposure_units = h->remaining_units;
 	m->debited_invocation = h->debited_invocation;
 	m->disposition = (Budgetd__V1__HoldDisposition)h->disposition;
-	if (h->has_authority && !(m->authority = authority_msg(a, &h->authority)))
+	if (h->has_authority && !(m->authority = bd_authority_msg(a, &h->authority)))
 		return NULL;
-	m->created_at = timestamp(a, h->created_at_ns);
-	m->updated_at = timestamp(a, h->updated_at_ns);
+	m->created_at = bd_timestamp_msg(a, h->created_at_ns);
+	m->updated_at = bd_timestamp_msg(a, h->updated_at_ns);
 	return m->hold_id && m->capability_id && m->created_at && m->updated_at ? m : NULL;
 }
 
@@ -594,7 +506,7 @@ static void read_server_info(bd_job *job, bs_store *store)
 	resp.budget_profile = BUDGETD__V1__BUDGET_PROFILE__BUDGET_PROFILE_AUTHORITATIVE_HOLD_EVENT;
 	resp.metering_profile =
 	        BUDGETD__V1__METERING_PROFILE__METERING_PROFILE_MAX_COST_PREAUTHORIZE_THEN_RECONCILE_ACTUAL;
-	resp.started_at = timestamp(bd_unary_arena(rc->call), app->started_at_ns);
+	resp.started_at = bd_timestamp_msg(bd_unary_arena(rc->call), app->started_at_ns);
 	read_finish(rc, src, &err, &resp.base, resp.started_at != NULL);
 }
 

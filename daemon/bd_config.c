@@ -10,6 +10,7 @@
 
 #include "bd_app.h"
 #include "bd_config.h"
+#include "bd_watch.h"
 #include "bd_writer.h"
 
 #define WHY_MAX   256
@@ -100,6 +101,17 @@ static int set_queue(bd_options *o, const char *value, char *why, size_t len)
 	return 0;
 }
 
+static int set_watch_lag(bd_options *o, const char *value, char *why, size_t len)
+{
+	unsigned long long n;
+
+	if (parse_number(value, BD_WATCH_LAG_MIN, BD_WATCH_LAG_MAX, &n))
+		return fail(why, len, "must be %d to %d events, not `%s`", BD_WATCH_LAG_MIN,
+		            BD_WATCH_LAG_MAX, value);
+	o->watch_lag_max = n;
+	return 0;
+}
+
 static int set_db(bd_options *o, const char *value, char *why, size_t len)
 {
 	return copy_value(o->db, sizeof(o->db), value, false, why, len);
@@ -176,6 +188,7 @@ static const setting settings[] = {
         {"server", "authority_id", "authority-id", set_authority},
         {"server", "shutdown_grace", "shutdown-grace", set_grace},
         {"server", "queue_depth", "queue-depth", set_queue},
+        {"server", "watch_lag_max", "watch-lag-max", set_watch_lag},
         {"store", "db", "db", set_db},
         {"store", "sync", "sync", set_sync},
         {"log", "level", "log-level", set_level},
@@ -203,6 +216,7 @@ static void set_defaults(bd_options *o)
 	o->log_level = BD_LOG_INFO;
 	o->grace_ms = BD_DEFAULT_GRACE_MS;
 	o->queue_depth = BD_QUEUE_JOBS_DEFAULT;
+	o->watch_lag_max = BD_WATCH_LAG_MAX_DEFAULT;
 	if (n > 0 && n + sizeof("/budgetd.db") <= sizeof(o->db))
 		(void)snprintf(o->db, sizeof(o->db), "%.*s/budgetd.db", (int)n, state);
 	else
@@ -300,6 +314,9 @@ static void usage(FILE *out)
 	        "  --queue-depth N        requests that may wait for the writer; more are\n"
 	        "                         answered RESOURCE_EXHAUSTED at once (1 to %d,\n"
 	        "                         default %d)\n"
+	        "  --watch-lag-max N      end a WatchMutationEvents stream with\n"
+	        "                         RESOURCE_EXHAUSTED when more than N events committed\n"
+	        "                         since it started are unsent (%d to %d, default %d)\n"
 	        "  --metrics-listen ADDR  serve Prometheus metrics on http://ADDR/metrics\n"
 	        "                         (host:port; off by default)\n"
 	        "  --tls-cert PATH        serve TLS on the TCP listeners with this certificate\n"
@@ -316,14 +333,16 @@ static void usage(FILE *out)
 	        "  --help                 print this help and exit\n"
 	        "\n"
 	        "Config file sections and keys: [server] listen (repeatable), authority_id,\n"
-	        "shutdown_grace, queue_depth, insecure; [store] db, sync; [log] level, file;\n"
-	        "[metrics] listen; [tls] cert, key, client_ca; [auth] permissions.\n"
+	        "shutdown_grace, queue_depth, watch_lag_max, insecure; [store] db, sync;\n"
+	        "[log] level, file; [metrics] listen; [tls] cert, key, client_ca;\n"
+	        "[auth] permissions.\n"
 	        "\n"
 	        "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP re-opens the log file.\n"
 	        "Exit status: 0 after a clean stop, 1 when the start fails, 2 on bad usage or\n"
 	        "a bad configuration.\n",
 	        BD_DEFAULT_CONFIG, BD_LISTENERS_MAX, BD_DEFAULT_LISTEN, BD_DEFAULT_GRACE_MS / 1000,
-	        BD_QUEUE_JOBS_MAX, BD_QUEUE_JOBS_DEFAULT);
+	        BD_QUEUE_JOBS_MAX, BD_QUEUE_JOBS_DEFAULT, BD_WATCH_LAG_MIN, BD_WATCH_LAG_MAX,
+	        BD_WATCH_LAG_MAX_DEFAULT);
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -467,6 +486,7 @@ void bd_options_print(const bd_options *o, FILE *out)
 	fprintf(out, "authority_id = %s\n", o->authority_id);
 	fprintf(out, "shutdown_grace = %llu\n", (unsigned long long)(o->grace_ms / 1000));
 	fprintf(out, "queue_depth = %u\n", o->queue_depth);
+	fprintf(out, "watch_lag_max = %llu\n", (unsigned long long)o->watch_lag_max);
 	fprintf(out, "insecure = %s\n", o->insecure ? "true" : "false");
 	fprintf(out, "[store]\ndb = %s\nsync = %s\n", o->db,
 	        o->sync == BS_SYNC_FULL ? "full" : "normal");

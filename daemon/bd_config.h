@@ -38,6 +38,7 @@ typedef struct bd_options {
 	char log_file[BD_PATH_LEN_MAX]; /* "" for stderr */
 	uint64_t grace_ms;
 	unsigned queue_depth;
+	uint64_t watch_lag_max; /* WatchMutationEvents: unsent events before a stream ends */
 	char metrics_listen[BD_ADDR_LEN_MAX]; /* "" when off */
 	char tls_cert[BD_PATH_LEN_MAX];       /* "" for plaintext TCP */
 	char tls_key[BD_PATH_LEN_MAX];

@@ -16,6 +16,7 @@
 #define METHODS_MAX        32
 #define STATUS_MESSAGE_MAX 1024
 #define UNKNOWN_ARMED      2
+#define SHUTDOWN_DRAIN_MS  250 /* for the last replies before idle connections are cut */
 
 typedef struct method_entry {
 	bd_unary_method m; /* unary; m.handle NULL for streams */
@@ -36,6 +37,7 @@ struct bd_server {
 	unsigned calls_active; /* unary calls between arrival and their end */
 	bool started;
 	bool shutting_down;
+	bool connections_dropped;
 	bd_call_observer observer;
 	void *observer_ctx;
 	bd_access_fn access;
@@ -306,6 +308,21 @@ static void unary_arm(bd_server *s, method_entry *me)
 	}
 }
 
+static void on_drain_done(uv_timer_t *timer);
+
+/* gRPC's shutdown waits for every connection to close, and an idle client
+ * notices the GOAWAY only at its next poll (seconds). Once no unary call is
+ * left, the last replies get a moment to reach their sockets, then the idle
+ * connections are cut (streams were told to end already). */
+static void drop_idle_connections(bd_server *s)
+{
+	if (s->connections_dropped)
+		return;
+	s->connections_dropped = true;
+	uv_timer_stop(&s->grace);
+	uv_timer_start(&s->grace, on_drain_done, SHUTDOWN_DRAIN_MS, 0);
+}
+
 static void on_unary_done(bd_tag *tag, bool ok)
 {
 	bd_unary *c = bd_container_of(tag, bd_unary, tag);
@@ -314,6 +331,8 @@ static void on_unary_done(bd_tag *tag, bool ok)
 	(void)ok; /* a failed send means the client went away: nothing to do */
 	s->calls_active--;
 	unary_free(c);
+	if (s->shutting_down && s->calls_active == 0)
+		drop_idle_connections(s);
 }
 
 static void unary_finish(bd_unary *c, grpc_status_code code, const char *message)
@@ -711,6 +730,13 @@ static void on_shutdown_complete(bd_tag *tag, bool ok)
 		s->shutdown_done(s->shutdown_ctx);
 }
 
+static void on_drain_done(uv_timer_t *timer)
+{
+	bd_server *s = timer->data;
+
+	grpc_server_cancel_all_calls(s->server);
+}
+
 static void on_grace_expired(uv_timer_t *timer)
 {
 	bd_server *s = timer->data;
@@ -730,6 +756,8 @@ void bd_server_shutdown(bd_server *s, uint64_t grace_ms, void (*done)(void *ctx)
 	s->shutdown_tag.fn = on_shutdown_complete;
 	grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
 	uv_timer_start(&s->grace, on_grace_expired, grace_ms, 0);
+	if (s->calls_active == 0)
+		drop_idle_connections(s);
 }
 
 static void free_server(uv_handle_t *handle)

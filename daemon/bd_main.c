@@ -20,8 +20,10 @@
 #include "bd_config.h"
 #include "bd_health.h"
 #include "bd_log.h"
+#include "bd_notify.h"
 #include "bd_reflection.h"
 #include "bd_tls.h"
+#include "bd_watch.h"
 #include "bs_faultvfs.h"
 #include "budgetd_descriptor_set.h"
 
@@ -46,6 +48,7 @@ typedef struct daemon_state {
 	bd_server *server;
 	bd_health *health;
 	bd_reflection *reflection;
+	bd_watch *watch;
 	bd_auth *auth;
 	bd_tls *tls; /* NULL: plaintext TCP */
 	uv_signal_t sigterm, sigint, sighup;
@@ -71,7 +74,7 @@ static void on_tick(uv_timer_t *timer)
 	bool writer_alive = st.batches != d->last_batches || st.queue_depth == 0;
 	d->last_batches = st.batches;
 	if (d->watchdog_usec && writer_alive)
-		(void)sd_notify(0, "WATCHDOG=1");
+		(void)bd_notify("WATCHDOG=1");
 	else if (d->watchdog_usec)
 		bd_log_warn("watchdog: the writer made no progress with %u requests waiting",
 		            st.queue_depth);
@@ -82,10 +85,9 @@ static void on_tick(uv_timer_t *timer)
 	               d->stopping ? "stopping" : "serving", (unsigned long long)st.commit_index,
 	               st.queue_depth, (unsigned long long)st.batches,
 	               (unsigned long long)st.mutations);
-	if (strcmp(status, d->last_status) != 0) {
-		(void)sd_notify(0, status);
+	/* A dropped status is sent again at the next tick. */
+	if (strcmp(status, d->last_status) != 0 && bd_notify(status) == 0)
 		memcpy(d->last_status, status, sizeof(status));
-	}
 }
 
 static void start_ticker(daemon_state *d)
@@ -146,11 +148,12 @@ static void begin_shutdown(daemon_state *d, const char *why)
 		return;
 	}
 	d->stopping = true;
-	(void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+	(void)bd_notify("STOPPING=1\nSTATUS=stopping");
 	bd_log_info("%s: stopping; calls in progress get %llu ms", why,
 	            (unsigned long long)d->opts.grace_ms);
 	bd_health_set_serving(d->health, false);
 	bd_health_close_watchers(d->health);
+	bd_watch_close_all(d->watch);
 	bd_server_shutdown(d->server, d->opts.grace_ms, on_server_stopped, d);
 }
 
@@ -161,7 +164,7 @@ static void reload(daemon_state *d)
 	char err[512] = "", status[600];
 	int rc = bd_log_reopen();
 
-	(void)sd_notify(0, "RELOADING=1");
+	(void)bd_notify("RELOADING=1");
 	if (rc)
 		bd_log_error("SIGHUP: cannot re-open the log file: %s", strerror(-rc));
 	if (d->tls && bd_tls_reload(d->tls, err, sizeof(err)))
@@ -173,7 +176,7 @@ static void reload(daemon_state *d)
 	               : err[0] ? "kept the old certificates: "
 	                        : "certificates",
 	               err);
-	(void)sd_notify(0, status);
+	(void)bd_notify(status);
 }
 
 static void on_signal(uv_signal_t *handle, int signum)
@@ -274,13 +277,14 @@ static int build_server(daemon_state *d)
 
 	if (bd_server_create(d->loop, &limits, &d->app, &d->server) ||
 	    bd_health_create(served_services, 2, &d->health) ||
+	    bd_watch_create(&d->app, d->opts.watch_lag_max, &d->watch) ||
 	    bd_reflection_create(bd_descriptor_set, bd_descriptor_set_len, served_services,
 	                         n_services, &d->reflection)) {
 		bd_log_error("cannot set up the gRPC server (out of memory?)");
 		return -1;
 	}
 	if (bd_budget_register(d->server) || bd_admin_register(d->server, d->loop, d->opts.db) ||
-	    bd_health_register(d->health, d->server) ||
+	    bd_health_register(d->health, d->server) || bd_watch_register(d->watch, d->server) ||
 	    bd_reflection_register(d->reflection, d->server)) {
 		bd_log_error("cannot register the gRPC services");
 		return -1;
@@ -393,9 +397,12 @@ static void announce_ready(daemon_state *d)
 	if (d->app.metrics)
 		(void)snprintf(metrics, sizeof(metrics), "; metrics on port %d",
 		               bd_metrics_port(d->app.metrics));
-	int rc = sd_notifyf(0, "READY=1\nSTATUS=listening on %s%s", d->listening, metrics);
+	char ready[sizeof(d->listening) + 128];
+	(void)snprintf(ready, sizeof(ready), "READY=1\nSTATUS=listening on %s%s", d->listening,
+	               metrics);
+	int rc = bd_notify(ready);
 	if (rc < 0)
-		bd_log_warn("sd_notify READY failed: %s", strerror(-rc));
+		bd_log_warn("the READY notification was not sent: %s", strerror(-rc));
 }
 
 static int64_t unix_now_ns(void)
@@ -426,6 +433,7 @@ static int run(daemon_state *d)
 	d->loop = uv_default_loop();
 	d->app.authority_id = d->opts.authority_id;
 	d->app.started_at_ns = unix_now_ns();
+	d->app.auth = d->auth;
 	if (open_store(d))
 		return 1;
 	grpc_init();
@@ -444,6 +452,7 @@ static int run(daemon_state *d)
 		abandon(d);
 	bd_reflection_destroy(d->reflection);
 	bd_health_destroy(d->health);
+	bd_watch_destroy(d->watch);
 	if (uv_loop_close(d->loop) != 0)
 		bd_log_warn("the event loop still had open handles at exit");
 	grpc_shutdown();
@@ -490,11 +499,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	if ((rc = bd_notify_open()))
+		bd_log_warn("NOTIFY_SOCKET is unusable, systemd will not hear from budgetd: %s",
+		            strerror(-rc));
 	bd_log_info("budgetd %s starting (pid %d)%s%s", BD_VERSION, (int)getpid(),
 	            d.opts.config[0] ? ", config " : "", d.opts.config);
 	if (load_security(&d))
 		return 2;
 	rc = run(&d);
+	bd_notify_close();
 	bd_tls_destroy(d.tls);
 	bd_auth_destroy(d.auth);
 	return rc;

@@ -1,8 +1,10 @@
 /* commands.c - budgetctl: one function per subcommand, and its --help. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -27,6 +29,7 @@ enum {
 	O_SERVICE,
 	O_PATH,
 	O_DRY_RUN,
+	O_FOLLOW,
 };
 
 /* Each option is also accepted under its .proto field name. */
@@ -72,6 +75,7 @@ typedef struct args {
 	const char *service;
 	const char *path;
 	bool dry_run;
+	bool follow;
 	char **positional; /* what is left after the options */
 	int npositional;
 	bc_authority authority; /* filled by need_authority */
@@ -167,6 +171,10 @@ static int parse(cli *c, int argc, char **argv, const struct option *opts, const
 			break;
 		case O_SERVICE:
 			a->service = optarg;
+			rc = 0;
+			break;
+		case O_FOLLOW:
+			a->follow = true;
 			rc = 0;
 			break;
 		case O_DRY_RUN:
@@ -847,27 +855,180 @@ static int cmd_usages(cli *c, int argc, char **argv)
 	return rc;
 }
 
+/* ---- events --follow ---- */
+
+#define FOLLOW_BACKOFF_BASE_MS 50
+#define FOLLOW_BACKOFF_MAX_MS  2000
+
+/* One event per line as it arrives, flushed at once. */
+typedef struct follower {
+	const cli *c;
+	bool header_printed;
+	bool output_failed;
+	uint64_t printed;
+} follower;
+
+static void event_kind_result(const bc_mutation_event *e, char kind[64], char result[96])
+{
+	snprintf(kind, 64, "%s",
+	         enum_short(bc_mutation_kind_name(e->kind), "MUTATION_KIND_", e->kind));
+	if (!e->has_allowed)
+		snprintf(result, 96, "-");
+	else if (e->allowed)
+		snprintf(result, 96, "allowed");
+	else
+		snprintf(result, 96, "denied:%s", denial_short(e->denial_reason));
+}
+
+static int print_followed(void *ctx, const bc_mutation_event *e)
+{
+	follower *f = ctx;
+
+	if (f->c->json) {
+		json_t *o = json_event(e);
+		char *line = json_dumps(o, JSON_COMPACT);
+
+		json_decref(o);
+		if (!line || printf("%s\n", line) < 0)
+			f->output_failed = true;
+		free(line);
+	} else {
+		char seq[CLI_NUM_SIZE], g[CLI_NUM_SIZE], x[CLI_NUM_SIZE], r[CLI_NUM_SIZE],
+		        n[CLI_NUM_SIZE], xa[CLI_NUM_SIZE], ra[CLI_NUM_SIZE], tm[CLI_TIME_SIZE];
+		char kind[64], result[96];
+
+		if (!f->header_printed &&
+		    printf("SEQ RECORDED_AT KIND CAPABILITY GRANT HOLD RESULT EXPOSURE REALIZED "
+		           "INVOCATIONS_AFTER EXPOSED_AFTER REALIZED_AFTER EVENT_ID\n") < 0)
+			f->output_failed = true;
+		f->header_printed = true;
+		event_kind_result(e, kind, result);
+		if (printf("%s %s %s %s %s %s %s %s %s %s %s %s %s\n", fmt_u64(seq, e->event_seq),
+		           fmt_time(tm, e->has_recorded_at, &e->recorded_at), kind,
+		           e->capability_id, fmt_u64(g, e->grant_index),
+		           e->hold_id ? e->hold_id : "-", result, fmt_u64(x, e->exposure_units),
+		           fmt_u64(r, e->realized_spend_units),
+		           fmt_u64(n, e->invocation_count_after),
+		           fmt_u64(xa, e->total_cost_exposed_after),
+		           fmt_u64(ra, e->total_cost_realized_spend_after), e->event_id) < 0)
+			f->output_failed = true;
+	}
+	if (fflush(stdout) != 0)
+		f->output_failed = true;
+	f->printed++;
+	return f->output_failed;
+}
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* WatchMutationEvents until interrupted or --timeout; resumes after the
+ * last event printed when the server ends the stream for a reason that
+ * passes (a restart, a reader that fell behind). */
+static int follow_events(cli *c, const args *a)
+{
+	bc_watch_request req = {.after_commit_index = a->after, .capability_id = a->capability};
+	int64_t end = c->timeout_ms ? monotonic_ms() + c->timeout_ms : 0;
+	follower f = {.c = c};
+	int failures = 0; /* attempts in a row that printed nothing */
+	bc_client *client;
+	bc_error err;
+	int rc;
+
+	if ((rc = cli_connect(c, &client)) != 0)
+		return rc;
+	for (;;) {
+		int64_t left = end ? end - monotonic_ms() : 0;
+		uint64_t printed = f.printed, resume = req.after_commit_index;
+
+		if (end && left <= 0) {
+			rc = EXIT_OK;
+			break;
+		}
+		rc = bc_watch_mutation_events(client, &req, (int)left, print_followed, &f, &resume,
+		                              &err);
+		req.after_commit_index = resume;
+		if (f.output_failed) {
+			rc = EXIT_GRPC_BASE;
+			break;
+		}
+		if (rc == 0 || (end && rc == -BC_STATUS_DEADLINE_EXCEEDED)) {
+			rc = EXIT_OK; /* --timeout is up */
+			break;
+		}
+		/* CANCELLED too: we never cancel, so the server or the
+		 * connection did (a stream cut during a restart). */
+		if (c->no_retry ||
+		    (rc != -BC_STATUS_UNAVAILABLE && rc != -BC_STATUS_RESOURCE_EXHAUSTED &&
+		     rc != -BC_STATUS_CANCELLED)) {
+			rc = cli_grpc_error(c, what(c, "WatchMutationEvents"), &err);
+			break;
+		}
+		failures = f.printed > printed ? 1 : failures + 1;
+		int64_t wait = FOLLOW_BACKOFF_MAX_MS;
+		if (failures < 8 && (FOLLOW_BACKOFF_BASE_MS << (failures - 1)) < wait)
+			wait = FOLLOW_BACKOFF_BASE_MS << (failures - 1);
+		if (end && wait > end - monotonic_ms())
+			wait = end - monotonic_ms();
+		fprintf(stderr, "%s: %s: %s: %s (resuming after commit index %" PRIu64 ")\n",
+		        CLI_NAME, what(c, "WatchMutationEvents"), bc_status_name(-rc), err.message,
+		        req.after_commit_index);
+		if (wait > 0)
+			sleep_ms(wait);
+	}
+	bc_client_free(client);
+	return rc;
+}
+
 /* clang-format off */
 static const char events_help[] =
 	"usage: budgetctl events [--limit N] [--capability C] [--grant N] [--after SEQ]\n"
 	"                        [options]\n"
+	"       budgetctl events --follow [--capability C] [--after SEQ] [options]\n"
 	"\n"
 	"ListMutationEvents: the mutation log in event_seq order, denied requests\n"
 	"included. The last line (JSON: nextAfterCommitIndex) is the --after value\n"
 	"for the next page.\n"
 	"\n"
+	"With --follow (WatchMutationEvents): the events after SEQ, then each new event\n"
+	"as it commits, one line per event (with --json, one JSON object per line),\n"
+	"until interrupted, or until --timeout S has passed (then the exit status is\n"
+	"0). When budgetd ends the stream with UNAVAILABLE (it restarts) or\n"
+	"RESOURCE_EXHAUSTED (this reader fell too far behind), the stream resumes\n"
+	"after the last event printed, waiting up to 2 s between attempts, unless\n"
+	"--no-retry is given.\n"
+	"\n"
 	"  --limit N            at most N events, 1 to 1000 (default 0: the server's, 100)\n"
 	"  --capability C       only events of this capability (capability_id)\n"
 	"  --grant N            only events of this grant index (grant_index)\n"
 	"  --after SEQ          only events with event_seq above SEQ "
-	"(after_commit_index)\n" COMMON_HELP;
+	"(after_commit_index)\n"
+	"  --follow             go on with new events as they commit\n" COMMON_HELP;
 /* clang-format on */
 
 static int cmd_events(cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	        CLI_COMMON_OPTIONS, OPT("limit", O_LIMIT), OPTS_CAPABILITY,
-	        OPTS_GRANT,         OPT("after", O_AFTER), OPT("after-commit-index", O_AFTER),
+	        CLI_COMMON_OPTIONS,
+	        OPT("limit", O_LIMIT),
+	        OPTS_CAPABILITY,
+	        OPTS_GRANT,
+	        OPT("after", O_AFTER),
+	        OPT("after-commit-index", O_AFTER),
+	        {"follow", no_argument, NULL, O_FOLLOW},
 	        OPTS_END,
 	};
 	static const char *const headers[] = {
@@ -885,6 +1046,10 @@ static int cmd_events(cli *c, int argc, char **argv)
 		return rc;
 	if ((rc = no_positional(c, &a)))
 		return rc;
+	if (a.follow && (a.has_limit || a.has_grant))
+		return cli_usage_error(c, "--limit and --grant do not go with --follow");
+	if (a.follow)
+		return follow_events(c, &a);
 	req.limit = (uint32_t)a.limit;
 	req.capability_id = a.capability;
 	req.has_grant_index = a.has_grant;
@@ -921,16 +1086,7 @@ static int cmd_events(cli *c, int argc, char **argv)
 			        tm[CLI_TIME_SIZE];
 			char kind[64], result[96];
 
-			snprintf(kind, sizeof(kind), "%s",
-			         enum_short(bc_mutation_kind_name(e->kind), "MUTATION_KIND_",
-			                    e->kind));
-			if (!e->has_allowed)
-				snprintf(result, sizeof(result), "-");
-			else if (e->allowed)
-				snprintf(result, sizeof(result), "allowed");
-			else
-				snprintf(result, sizeof(result), "denied:%s",
-				         denial_short(e->denial_reason));
+			event_kind_result(e, kind, result);
 			table_add(t, fmt_u64(seq, e->event_seq),
 			          fmt_time(tm, e->has_recorded_at, &e->recorded_at), kind,
 			          e->capability_id, fmt_u64(g, e->grant_index),

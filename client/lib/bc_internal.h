@@ -26,4 +26,16 @@ int bc__unary(bc_client *client, const char *method, const ProtobufCMessage *req
               const ProtobufCMessageDescriptor *resp_desc, bc__retry retry, int deadline_ms,
               ProtobufCMessage **resp, bc_error *err);
 
+/* Receives one message of a server stream, decoded and borrowed for the
+ * call; returns 0 to go on, anything else to stop. */
+typedef int (*bc__message_fn)(void *ctx, const ProtobufCMessage *msg);
+
+/* Makes one server-streaming call of `method` with `req` (one attempt, no
+ * retry) and hands each message to `fn`. Returns 0 when `fn` stopped the
+ * stream (the call is cancelled) or the server ended it with OK, else
+ * -status. `deadline_ms` 0: none. */
+int bc__server_stream(bc_client *client, const char *method, const ProtobufCMessage *req,
+                      const ProtobufCMessageDescriptor *msg_desc, int deadline_ms,
+                      bc__message_fn fn, void *ctx, bc_error *err);
+
 #endif

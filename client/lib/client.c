@@ -469,6 +469,23 @@ static int decode(grpc_byte_buffer *buf, const ProtobufCMessageDescriptor *desc,
 	return 0;
 }
 
+/* A call's non-OK status as our error: its message, else gRPC's. */
+static int status_error(grpc_status_code status, grpc_slice details, const char *error_string,
+                        bc_error *err)
+{
+	size_t n = GRPC_SLICE_LENGTH(details);
+	/* A code outside the known ones is UNKNOWN, as gRPC says. */
+	int code = (int)status > 0 && (int)status <= BC_STATUS_UNAUTHENTICATED ? (int)status
+	                                                                       : BC_STATUS_UNKNOWN;
+
+	if (n > 0)
+		return bc__fail(err, code, "%.*s", (int)(n < INT_MAX ? n : INT_MAX),
+		                (const char *)GRPC_SLICE_START_PTR(details));
+	if (error_string)
+		return bc__fail(err, code, "%s", error_string);
+	return bc__fail(err, code, "%s", bc_status_name((int)status));
+}
+
 /* One attempt: one call on a private completion queue, with one batch. */
 static int attempt(bc_client *c, const char *method, const uint8_t *data, size_t len,
                    const ProtobufCMessageDescriptor *desc, int deadline_ms, ProtobufCMessage **resp,
@@ -525,19 +542,7 @@ static int attempt(bc_client *c, const char *method, const uint8_t *data, size_t
 		goto done;
 	}
 	if (status != GRPC_STATUS_OK) {
-		size_t n = GRPC_SLICE_LENGTH(details);
-		/* A code outside the known ones is UNKNOWN, as gRPC says. */
-		int code = (int)status > 0 && (int)status <= BC_STATUS_UNAUTHENTICATED
-		                   ? (int)status
-		                   : BC_STATUS_UNKNOWN;
-
-		if (n > 0)
-			rc = bc__fail(err, code, "%.*s", (int)(n < INT_MAX ? n : INT_MAX),
-			              (const char *)GRPC_SLICE_START_PTR(details));
-		else if (error_string)
-			rc = bc__fail(err, code, "%s", error_string);
-		else
-			rc = bc__fail(err, code, "%s", bc_status_name((int)status));
+		rc = status_error(status, details, error_string, err);
 		goto done;
 	}
 	if (!recv) {
@@ -589,5 +594,118 @@ int bc__unary(bc_client *c, const char *method, const ProtobufCMessage *req,
 		wait_before_retry(c, backoff_ms(c, n));
 	}
 	free(data);
+	return rc;
+}
+
+/* ---- one server stream ------------------------------------------------------ */
+
+/* Waits for `tag` on the stream's own queue; the call's deadline (or its
+ * cancellation) bounds every wait. */
+static bool wait_for(grpc_completion_queue *cq, void *tag)
+{
+	grpc_event ev =
+	        grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+
+	return ev.type == GRPC_OP_COMPLETE && ev.success;
+}
+
+int bc__server_stream(bc_client *c, const char *method, const ProtobufCMessage *req,
+                      const ProtobufCMessageDescriptor *desc, int deadline_ms, bc__message_fn fn,
+                      void *ctx, bc_error *err)
+{
+	grpc_metadata_array initial_md, trailing_md;
+	grpc_status_code status = GRPC_STATUS_UNKNOWN;
+	grpc_slice details = grpc_empty_slice();
+	const char *error_string = NULL;
+	grpc_byte_buffer *send, *recv = NULL;
+	bool sending = false, receiving_status = false, stopped = false;
+	int send_tag = 0, status_tag = 0, recv_tag = 0;
+	grpc_op ops[4];
+	int rc = 0;
+
+	if (deadline_ms < 0 || deadline_ms > BC_DEADLINE_MS_MAX)
+		return bc__fail(err, BC_STATUS_INVALID_ARGUMENT,
+		                "the deadline must be from 0 to %d ms, not %d", BC_DEADLINE_MS_MAX,
+		                deadline_ms);
+	size_t len = protobuf_c_message_get_packed_size(req);
+	grpc_slice payload = grpc_slice_malloc(len);
+	protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(payload));
+	send = grpc_raw_byte_buffer_create(&payload, 1);
+	grpc_slice_unref(payload);
+
+	grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+	gpr_timespec deadline =
+	        deadline_ms ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+	                                   gpr_time_from_millis(deadline_ms, GPR_TIMESPAN))
+	                    : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+	grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+	                                           grpc_slice_from_static_string(method), NULL,
+	                                           deadline, NULL);
+	grpc_metadata_array_init(&initial_md);
+	grpc_metadata_array_init(&trailing_md);
+
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = send;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial_md;
+	sending = grpc_call_start_batch(call, ops, 4, &send_tag, NULL) == GRPC_CALL_OK;
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[0].data.recv_status_on_client.trailing_metadata = &trailing_md;
+	ops[0].data.recv_status_on_client.status = &status;
+	ops[0].data.recv_status_on_client.status_details = &details;
+	ops[0].data.recv_status_on_client.error_string = &error_string;
+	receiving_status =
+	        sending && grpc_call_start_batch(call, ops, 1, &status_tag, NULL) == GRPC_CALL_OK;
+	if (!receiving_status) {
+		rc = bc__fail(err, BC_STATUS_INTERNAL, "cannot start the call %s", method);
+		(void)grpc_call_cancel(call, NULL);
+	}
+	if (sending)
+		(void)wait_for(cq, &send_tag); /* a failure shows in the status */
+
+	while (receiving_status) {
+		ProtobufCMessage *msg = NULL;
+
+		memset(ops, 0, sizeof(ops));
+		ops[0].op = GRPC_OP_RECV_MESSAGE;
+		ops[0].data.recv_message.recv_message = &recv;
+		if (grpc_call_start_batch(call, ops, 1, &recv_tag, NULL) != GRPC_CALL_OK) {
+			rc = bc__fail(err, BC_STATUS_INTERNAL, "cannot receive from %s", method);
+			(void)grpc_call_cancel(call, NULL);
+			break;
+		}
+		if (!wait_for(cq, &recv_tag) || !recv)
+			break; /* the stream is over: the status says how */
+		rc = decode(recv, desc, &msg, err);
+		grpc_byte_buffer_destroy(recv);
+		recv = NULL;
+		if (rc == 0 && fn(ctx, msg) != 0)
+			stopped = true;
+		if (msg)
+			protobuf_c_message_free_unpacked(msg, NULL);
+		if (rc != 0 || stopped) {
+			(void)grpc_call_cancel(call, NULL);
+			break;
+		}
+	}
+	if (receiving_status) {
+		(void)wait_for(cq, &status_tag);
+		if (rc == 0 && !stopped && status != GRPC_STATUS_OK)
+			rc = status_error(status, details, error_string, err);
+	}
+	if (recv)
+		grpc_byte_buffer_destroy(recv);
+	grpc_byte_buffer_destroy(send);
+	grpc_metadata_array_destroy(&initial_md);
+	grpc_metadata_array_destroy(&trailing_md);
+	grpc_slice_unref(details);
+	gpr_free((void *)error_string);
+	grpc_call_unref(call);
+	grpc_completion_queue_shutdown(cq);
+	grpc_completion_queue_destroy(cq);
 	return rc;
 }

@@ -617,6 +617,85 @@ int bc_list_mutation_events(bc_client *client, const bc_list_mutation_events_req
 	return CONV_END(cv, bc_event_list_free, out, err);
 }
 
+/* One watch in progress: the caller's callback and how far it got. */
+typedef struct watch_state {
+	bc_event_fn fn;
+	void *ctx;
+	uint64_t last_seq; /* the after_commit_index to resume with */
+	bool oom;
+} watch_state;
+
+static int on_watched_event(void *p, const ProtobufCMessage *msg)
+{
+	watch_state *w = p;
+	bc_mutation_event e;
+	conv cv = {false};
+
+	memset(&e, 0, sizeof(e));
+	cv_event(&cv, (const Budgetd__V1__MutationEvent *)msg, &e);
+	if (cv.oom) {
+		free_event(&e);
+		w->oom = true;
+		return 1;
+	}
+	if (e.event_seq > w->last_seq)
+		w->last_seq = e.event_seq;
+	int stop = w->fn(w->ctx, &e);
+	free_event(&e);
+	return stop;
+}
+
+/* The N of "resume from commit index N" in a status message, or 0. */
+static uint64_t resume_index(const char *message)
+{
+	static const char phrase[] = "resume from commit index ";
+	const char *at = strstr(message, phrase);
+	uint64_t n = 0;
+
+	if (!at)
+		return 0;
+	for (at += sizeof(phrase) - 1; *at >= '0' && *at <= '9'; at++) {
+		if (n > (UINT64_MAX - 9) / 10)
+			return 0;
+		n = n * 10 + (uint64_t)(*at - '0');
+	}
+	return n;
+}
+
+int bc_watch_mutation_events(bc_client *client, const bc_watch_request *req, int deadline_ms,
+                             bc_event_fn fn, void *ctx, uint64_t *resume, bc_error *err)
+{
+	Budgetd__V1__WatchMutationEventsRequest pr =
+	        BUDGETD__V1__WATCH_MUTATION_EVENTS_REQUEST__INIT;
+	watch_state w = {fn, ctx, req ? req->after_commit_index : 0, false};
+	bc_error local = {0};
+	int rc;
+
+	if (resume)
+		*resume = w.last_seq;
+	if (!client || !req || !fn)
+		return bc__fail(err, BC_STATUS_INVALID_ARGUMENT,
+		                "%s: a NULL client, request or callback", __func__);
+	pr.after_commit_index = req->after_commit_index;
+	if (req->capability_id) {
+		pr._capability_id_case =
+		        BUDGETD__V1__WATCH_MUTATION_EVENTS_REQUEST___CAPABILITY_ID_CAPABILITY_ID;
+		pr.capability_id = (char *)req->capability_id;
+	}
+	rc = bc__server_stream(client, METHOD("WatchMutationEvents"), &pr.base,
+	                       &budgetd__v1__mutation_event__descriptor, deadline_ms,
+	                       on_watched_event, &w, &local);
+	if (rc == 0 && w.oom)
+		rc = bc__fail(&local, BC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+	if (rc != 0 && resume_index(local.message) > w.last_seq)
+		w.last_seq = resume_index(local.message);
+	if (resume)
+		*resume = w.last_seq;
+	if (rc != 0 && err)
+		*err = local;
+	return rc;
+}
+
 int bc_get_hold(bc_client *client, const char *hold_id, int deadline_ms, bc_hold *out,
                 bc_error *err)
 {

@@ -423,6 +423,33 @@ BC_API int bc_list_mutation_events(bc_client *client, const bc_list_mutation_eve
                                    int deadline_ms, bc_event_list *out, bc_error *err);
 BC_API void bc_event_list_free(bc_event_list *list);
 
+/* WatchMutationEvents: a stream of the mutation log. */
+typedef struct bc_watch_request {
+	uint64_t after_commit_index; /* events with event_seq above this */
+	const char *capability_id;   /* NULL: all capabilities */
+} bc_watch_request;
+
+/* Receives one event of a watch, in event_seq order, on the thread that
+ * called bc_watch_mutation_events. The event is borrowed for the call
+ * (copy what you keep). Return 0 to go on, anything else to stop. */
+typedef int (*bc_event_fn)(void *ctx, const bc_mutation_event *event);
+
+/* Streams the backlog (the events after req->after_commit_index), then
+ * every new event as it commits, to `fn`. Blocks until:
+ * - `fn` returns non-zero: the stream is cancelled and the call returns 0;
+ * - `deadline_ms` passes (0: never; unlike other calls, the client's
+ *   default deadline does not apply): DEADLINE_EXCEEDED;
+ * - the server ends the stream: RESOURCE_EXHAUSTED when this consumer fell
+ *   too far behind or too many streams are open, UNAVAILABLE when it shuts
+ *   down (or the connection is lost); or an error at the start
+ *   (INVALID_ARGUMENT, PERMISSION_DENIED, ...).
+ * *resume (may be NULL) is set in every case to the after_commit_index to
+ * resume with: the last event_seq received, or the commit index up to
+ * which the server said the stream was complete, when larger. One attempt:
+ * the client's retry options do not apply; resume to go on. */
+BC_API int bc_watch_mutation_events(bc_client *client, const bc_watch_request *req, int deadline_ms,
+                                    bc_event_fn fn, void *ctx, uint64_t *resume, bc_error *err);
+
 /* Hold. */
 typedef struct bc_hold {
 	char *hold_id;
