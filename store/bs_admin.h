@@ -51,17 +51,22 @@ typedef struct bs_verify_report {
  *   well-formed (known kind, `allowed` only on authorize and increment, a
  *   denial reason exactly on denials, no usage_seq on a denial, usage_seq =
  *   event_seq otherwise, no field that does not belong to its kind, client
- *   event ids unique and not of the generated form);
+ *   event ids unique and not of the generated form, expiries recorded by
+ *   budgetd itself: no stored event_id, caller "budgetd", no authority);
  * - the fold: each recorded decision is the one the limits give, every
  *   applied event's *_after values equal the fold's, a denial's equal the
  *   current fold, every hold moves only along its lifecycle (RULES.md, with
- *   the hold and usage checks a settlement must pass);
+ *   the hold and usage checks a settlement or an extend must pass), every
+ *   deadline (expires_at) is the one its authorize or extend sets, and every
+ *   expiry comes at or after its hold's deadline, applies the hold's
+ *   policy and takes exactly what that policy takes;
  * - the derived tables equal the fold of the events up to materialized_seq:
  *   every usage row and hold field by field, no row missing or extra, and
  *   event_index / events_by_capability list exactly those events.
- * The file is opened read-only (it must exist); nothing is written. Memory
- * grows with the number of usage records and holds; more than
- * BS_VERIFY_GRANTS_MAX / BS_VERIFY_HOLDS_MAX is refused (BS_EPRECONDITION).
+ * Schema versions 3 (no deadlines) and later are read. The file is opened
+ * read-only (it must exist); nothing is written. Memory grows with the
+ * number of usage records and holds; more than BS_VERIFY_GRANTS_MAX /
+ * BS_VERIFY_HOLDS_MAX is refused (BS_EPRECONDITION).
  * Errors: BS_EINVAL (bad path), BS_ESTORAGE (cannot open or read, not a
  * budgetd database), BS_EPRECONDITION (too large), BS_EINTERNAL (memory). */
 int bs_verify_file(const char *path, bs_verify_report *out, bs_error *err);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bs_deadlines.h"
 #include "bs_map.h"
 #include "bs_sql.h"
 
@@ -50,6 +51,7 @@ typedef struct engine {
 	bs_map usage;
 	bs_map holds;
 	bs_map recent;
+	bs_deadlines deadlines;    /* of every open hold that has one */
 	uint64_t last_seq;         /* the last sequence value taken */
 	uint64_t materialized_seq; /* the derived tables are current up to here */
 	bs_clock_fn clock;
@@ -248,6 +250,26 @@ static int recorded_seq(engine *e, bs_str id, uint64_t *seq, bool *found, bs_err
 
 /* ---- applying a recorded event to the overlay (live and replay) ---- */
 
+/* The hold's deadline after a recorded change of an existing hold: moved
+ * by an extension, gone once the hold is final. */
+static int deadline_apply(engine *e, bs_hold *h, const bs_event *ev, bs_error *err)
+{
+	if (ev->kind == BS_KIND_EXTEND_HOLD) {
+		h->expires_at_ns = ev->expires_at_ns;
+		h->on_expiry = ev->on_expiry;
+		if (bs_deadlines_set(&e->deadlines, h->hold_id, h->expires_at_ns))
+			return out_of_memory(err);
+		return BS_OK;
+	}
+	if (h->disposition == BS_HOLD_OPEN)
+		return BS_OK;
+	if (ev->kind == BS_KIND_EXPIRE_EXPOSURE)
+		h->on_expiry = ev->on_expiry;
+	h->expires_at_ns = 0;
+	bs_deadlines_remove(&e->deadlines, h->hold_id);
+	return BS_OK;
+}
+
 static int hold_apply(engine *e, const bs_event *ev, bs_error *err)
 {
 	hold_entry *h;
@@ -266,12 +288,17 @@ static int hold_apply(engine *e, const bs_event *ev, bs_error *err)
 		        .authority = ev->authority,
 		        .created_at_ns = ev->recorded_at_ns,
 		        .updated_at_ns = ev->recorded_at_ns,
+		        .expires_at_ns = ev->expires_at_ns,
+		        .on_expiry = ev->expires_at_ns ? ev->on_expiry : BS_EXPIRY_NONE,
 		};
 		h = hold_new(e, &fresh);
 		if (!h)
 			return out_of_memory(err);
 		h->dirty = true;
 		e->open_holds++;
+		if (fresh.expires_at_ns &&
+		    bs_deadlines_set(&e->deadlines, fresh.hold_id, fresh.expires_at_ns))
+			return out_of_memory(err);
 		return BS_OK;
 	}
 	if ((rc = hold_find(e, ev->hold_id, &h, err)))
@@ -282,6 +309,8 @@ static int hold_apply(engine *e, const bs_event *ev, bs_error *err)
 	rc = bs_rules_hold_after_event(&h->h, ev, &h->h.remaining_units, &h->h.disposition, err);
 	h->h.updated_at_ns = ev->recorded_at_ns;
 	h->dirty = true;
+	if (rc == BS_OK)
+		rc = deadline_apply(e, &h->h, ev, err);
 	if (rc == BS_OK && h->h.disposition != BS_HOLD_OPEN)
 		e->open_holds--;
 	return rc;
@@ -464,6 +493,12 @@ static void clear_overlay(engine *e)
 	bs_map_retain(&e->usage, keep_none, drop_node);
 	bs_map_retain(&e->holds, keep_none, drop_node);
 	bs_map_retain(&e->recent, keep_none, drop_node);
+	bs_deadlines_clear(&e->deadlines);
+}
+
+static int seed_deadline(void *ctx, bs_str hold_id, int64_t expires_at_ns)
+{
+	return bs_deadlines_set(ctx, hold_id, expires_at_ns);
 }
 
 /* Replays the log after materialized_seq into an empty overlay. */
@@ -476,7 +511,8 @@ static int reload(engine *e, bs_error *err)
 	clear_overlay(e);
 	if ((rc = bs_db_get_materialized_seq(e->db, &e->materialized_seq, err)) ||
 	    (rc = bs_db_max_seq(e->db, &max_seq, err)) ||
-	    (rc = bs_db_count_open_holds(e->db, &e->open_holds, err)))
+	    (rc = bs_db_count_open_holds(e->db, &e->open_holds, err)) ||
+	    (rc = bs_db_scan_deadlines(e->db, seed_deadline, &e->deadlines, err)))
 		return rc;
 	if (e->materialized_seq > max_seq)
 		return bs_errorf(err, BS_EINTERNAL,
@@ -541,6 +577,8 @@ static int check_replay(engine *e, const bs_mutation *m, bs_outcome *out, bool *
 static void event_for(const bs_mutation *m, const bs_decision *d, uint64_t seq, int64_t now,
                       bs_event *ev, char *idbuf, size_t idsize)
 {
+	static const char self[] = "budgetd";
+
 	memset(ev, 0, sizeof(*ev));
 	ev->event_seq = seq;
 	ev->event_id = m->event_id;
@@ -572,10 +610,14 @@ static void event_for(const bs_mutation *m, const bs_decision *d, uint64_t seq, 
 	ev->realized_after = d->usage_after.realized;
 	ev->has_authority = m->has_authority;
 	ev->authority = m->authority;
-	ev->caller = m->caller;
+	ev->caller =
+	        m->kind == BS_KIND_EXPIRE_EXPOSURE ? (bs_str){self, sizeof(self) - 1} : m->caller;
+	ev->ttl_seconds = m->ttl_seconds;
+	ev->expires_at_ns = d->allowed ? d->expires_at_ns : 0;
+	ev->on_expiry = d->on_expiry;
 }
 
-static int decide(engine *e, const bs_mutation *m, bs_decision *d, bs_error *err)
+static int decide(engine *e, const bs_mutation *m, int64_t now, bs_decision *d, bs_error *err)
 {
 	bs_usage_state state = {0};
 	hold_entry *h = NULL;
@@ -589,7 +631,7 @@ static int decide(engine *e, const bs_mutation *m, bs_decision *d, bs_error *err
 		                         u->u.total_cost_realized_spend, u->u.seq};
 	if (m->hold_id.ptr && (rc = hold_find(e, m->hold_id, &h, err)))
 		return rc;
-	return bs_rules_decide(m, &state, h != NULL, h ? &h->h : NULL, d, err);
+	return bs_rules_decide(m, &state, h != NULL, h ? &h->h : NULL, now, d, err);
 }
 
 /* The decision an authorize would get now, with nothing recorded: no
@@ -599,7 +641,7 @@ static int dry_run(engine *e, const bs_mutation *m, int64_t now, bs_outcome *out
 	char idbuf[64];
 	bs_decision d;
 	bs_event ev;
-	int rc = decide(e, m, &d, err);
+	int rc = decide(e, m, now, &d, err);
 
 	if (rc)
 		return rc;
@@ -627,7 +669,7 @@ static int apply_one(engine *e, const bs_mutation *m, int64_t now, bs_outcome *o
 		return dry_run(e, m, now, out, err);
 	if ((rc = check_replay(e, m, out, &handled, err)) || handled)
 		return rc;
-	if ((rc = decide(e, m, &d, err)))
+	if ((rc = decide(e, m, now, &d, err)))
 		return rc;
 	event_for(m, &d, e->last_seq + 1, now, &ev, idbuf, sizeof(idbuf));
 	if ((rc = bs_db_append_event(e->db, &ev, m->event_id.ptr != NULL, err)) == BS_OK) {
@@ -677,22 +719,16 @@ static void recover_overlay(engine *e)
 	        err.message);
 }
 
-static int run_batch(engine *e, bs_batch_item *items, size_t n, bool *materialized, bs_error *err)
-{
-	const int64_t now = e->clock(e->clock_ctx);
-	bool fatal;
-	int rc;
+/* The work of one transaction, at the batch's time `now`. A failure
+ * rolls the whole transaction back. */
+typedef int (*batch_body)(engine *e, int64_t now, void *ctx, bs_error *err);
 
-	for (size_t i = 0; i < n; i++) {
-		if (items[i].result != BS_OK)
-			continue;
-		items[i].result = apply_one(e, items[i].mutation, now, &items[i].outcome, &fatal,
-		                            &items[i].error);
-		if (fatal) {
-			*err = items[i].error;
-			return items[i].result;
-		}
-	}
+static int run_body(engine *e, batch_body body, void *ctx, bool *materialized, bs_error *err)
+{
+	int rc = body(e, e->clock(e->clock_ctx), ctx, err);
+
+	if (rc)
+		return rc;
 	/* Piggyback the derived tables on this commit: one fsync for both. */
 	*materialized = e->last_seq - e->materialized_seq >= BS_MATERIALIZE_EVENTS;
 	if (*materialized && (rc = materialize_writes(e, err)))
@@ -700,27 +736,163 @@ static int run_batch(engine *e, bs_batch_item *items, size_t n, bool *materializ
 	return bs_db_commit(e->db, err);
 }
 
+/* Runs `body` in one transaction with one durable commit; when anything
+ * fails, nothing of it survives, on disk or in the overlay. */
+static int transact(engine *e, batch_body body, void *ctx, bs_error *err)
+{
+	bool materialized = false;
+	int rc;
+
+	if ((rc = refuse_if_broken(e, err)) || (rc = bs_db_begin(e->db, err)))
+		return rc;
+	if ((rc = run_body(e, body, ctx, &materialized, err)) == BS_OK) {
+		if (materialized)
+			mark_materialized(e);
+		return BS_OK;
+	}
+	bs_db_rollback(e->db);
+	recover_overlay(e);
+	return rc;
+}
+
+typedef struct batch {
+	bs_batch_item *items;
+	size_t n;
+} batch;
+
+static int apply_items(engine *e, int64_t now, void *ctx, bs_error *err)
+{
+	batch *b = ctx;
+	bool fatal;
+
+	for (size_t i = 0; i < b->n; i++) {
+		bs_batch_item *it = &b->items[i];
+		if (it->result != BS_OK)
+			continue;
+		it->result = apply_one(e, it->mutation, now, &it->outcome, &fatal, &it->error);
+		if (fatal) {
+			*err = it->error;
+			return it->result;
+		}
+	}
+	return BS_OK;
+}
+
 static int engine_apply_batch(void *impl, bs_batch_item *items, size_t n)
 {
-	engine *e = impl;
-	bool materialized = false;
+	batch b = {items, n};
 	bs_error err = {0};
 
-	if (refuse_if_broken(e, &err)) {
-		fail_batch(items, n, err.message);
-		return BS_ESTORAGE;
-	}
-	if (bs_db_begin(e->db, &err) == BS_OK) {
-		if (run_batch(e, items, n, &materialized, &err) == BS_OK) {
-			if (materialized)
-				mark_materialized(e);
-			return BS_OK;
-		}
-		bs_db_rollback(e->db);
-		recover_overlay(e);
-	}
+	if (transact(impl, apply_items, &b, &err) == BS_OK)
+		return BS_OK;
 	fail_batch(items, n, err.message);
 	return BS_ESTORAGE;
+}
+
+/* ---- expiry ---- */
+
+typedef struct expiry_run {
+	uint32_t max;
+	uint32_t expired;
+} expiry_run;
+
+/* Records the expiry of open hold `id` by its policy. The hold's strings
+ * are copied first: applying the event frees the deadline entry `id`
+ * points into. */
+static int expire_hold(engine *e, bs_str id, int64_t now, bool *recorded, bs_error *err)
+{
+	char hold_id[BS_ID_LEN_MAX], cap[BS_ID_LEN_MAX];
+	bs_usage_state state = {0};
+	bs_error why = {0};
+	hold_entry *h;
+	usage_entry *u;
+	bs_mutation m;
+	bs_outcome out;
+	bool fatal;
+	int rc;
+
+	*recorded = false;
+	if ((rc = hold_find(e, id, &h, err)))
+		return rc;
+	if (!h || h->h.disposition != BS_HOLD_OPEN) {
+		bs_deadlines_remove(&e->deadlines, id); /* cannot happen; never loop on it */
+		return BS_OK;
+	}
+	bs_hold copy = h->h;
+	memcpy(hold_id, copy.hold_id.ptr, copy.hold_id.len);
+	memcpy(cap, copy.capability_id.ptr, copy.capability_id.len);
+	copy.hold_id.ptr = hold_id;
+	copy.capability_id.ptr = cap;
+	if ((rc = usage_find(e, copy.capability_id, copy.grant_index, &u, err)))
+		return rc;
+	if (u)
+		state = (bs_usage_state){true, u->u.invocation_count, u->u.total_cost_exposed,
+		                         u->u.total_cost_realized_spend, u->u.seq};
+	bs_rules_expiry(&copy, &state, &m);
+	rc = apply_one(e, &m, now, &out, &fatal, &why);
+	if (fatal) {
+		*err = why;
+		return rc;
+	}
+	/* A hold whose expiry cannot be decided (a counter would overflow)
+	 * stays open until the next start rather than block every other. */
+	if (rc)
+		bs_deadlines_remove(&e->deadlines, copy.hold_id);
+	*recorded = rc == BS_OK;
+	return BS_OK;
+}
+
+static int expire_batch(engine *e, int64_t now, void *ctx, bs_error *err)
+{
+	expiry_run *run = ctx;
+	int64_t at;
+	bs_str id;
+
+	while (run->expired < run->max && bs_deadlines_first(&e->deadlines, &at, &id) &&
+	       at <= now) {
+		bool recorded;
+		int rc = expire_hold(e, id, now, &recorded, err);
+		if (rc)
+			return rc;
+		run->expired += recorded;
+	}
+	return BS_OK;
+}
+
+static int engine_expire_due(void *impl, uint32_t max, uint32_t *expired, bs_error *err)
+{
+	engine *e = impl;
+	expiry_run run = {max, 0};
+	int64_t at;
+	bs_str id;
+
+	if (e->broken || !bs_deadlines_first(&e->deadlines, &at, &id) ||
+	    at > e->clock(e->clock_ctx))
+		return e->broken ? refuse_if_broken(e, err) : BS_OK;
+	int rc = transact(e, expire_batch, &run, err);
+	if (rc)
+		return bs_errorf(err, BS_ESTORAGE, "storage failure, no hold was expired: %s",
+		                 err->message);
+	*expired = run.expired;
+	return BS_OK;
+}
+
+static int engine_next_deadline(void *impl, int64_t *out_ns, bs_error *err)
+{
+	engine *e = impl;
+	bs_str id;
+
+	(void)err;
+	if (!bs_deadlines_first(&e->deadlines, out_ns, &id))
+		*out_ns = 0;
+	return BS_OK;
+}
+
+static int64_t engine_now(const void *impl)
+{
+	const engine *e = impl;
+
+	return e->clock(e->clock_ctx);
 }
 
 /* ---- reads ---- */
@@ -841,6 +1013,7 @@ static void engine_close(void *impl)
 	bs_map_destroy(&e->usage, drop_node);
 	bs_map_destroy(&e->holds, drop_node);
 	bs_map_destroy(&e->recent, drop_node);
+	bs_deadlines_destroy(&e->deadlines);
 	free(e);
 }
 
@@ -851,6 +1024,9 @@ static const bs_backend_ops engine_ops = {
         .list_events = engine_list_events,
         .get_hold = engine_get_hold,
         .list_holds = engine_list_holds,
+        .expire_due = engine_expire_due,
+        .next_deadline = engine_next_deadline,
+        .now = engine_now,
         .commit_index = engine_commit_index,
         .checkpoint = engine_checkpoint,
         .stats = engine_stats,
@@ -868,7 +1044,8 @@ int bs_engine_open(const char *path, const bs_options *opts, const bs_backend_op
 		return out_of_memory(err);
 	e->clock = opts->clock ? opts->clock : real_clock;
 	e->clock_ctx = opts->clock_ctx;
-	if (bs_map_init(&e->usage) || bs_map_init(&e->holds) || bs_map_init(&e->recent)) {
+	if (bs_map_init(&e->usage) || bs_map_init(&e->holds) || bs_map_init(&e->recent) ||
+	    bs_deadlines_init(&e->deadlines)) {
 		free(e);
 		return bs_errorf(err, BS_EINTERNAL, "cannot seed hash keys: %s", strerror(errno));
 	}

@@ -51,6 +51,10 @@ const char *bs_kind_name(bs_kind kind)
 		return "release_exposure";
 	case BS_KIND_RECONCILE_SPEND:
 		return "reconcile_spend";
+	case BS_KIND_EXPIRE_EXPOSURE:
+		return "expire_exposure";
+	case BS_KIND_EXTEND_HOLD:
+		return "extend_hold";
 	}
 	return "unknown";
 }
@@ -66,6 +70,23 @@ const char *bs_disposition_name(bs_disposition d)
 		return "reversed";
 	case BS_HOLD_RECONCILED:
 		return "reconciled";
+	case BS_HOLD_EXPIRED:
+		return "expired";
+	}
+	return "unknown";
+}
+
+const char *bs_expiry_name(bs_expiry e)
+{
+	switch (e) {
+	case BS_EXPIRY_NONE:
+		return "";
+	case BS_EXPIRY_CAPTURE:
+		return "capture";
+	case BS_EXPIRY_RELEASE:
+		return "release";
+	case BS_EXPIRY_REVERSE:
+		return "reverse";
 	}
 	return "unknown";
 }

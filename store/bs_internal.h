@@ -9,7 +9,7 @@
 
 #include "bs_store.h"
 
-#define BS_SCHEMA_VERSION 3
+#define BS_SCHEMA_VERSION 4
 
 /* Sets err (when not NULL) and returns `code`. */
 int bs_errorf(bs_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -42,13 +42,19 @@ typedef struct bs_decision {
 	bool allowed;
 	bs_denial denial;
 	bs_usage_state usage_after; /* equal to the input when nothing applies */
+	int64_t expires_at_ns;      /* authorize, extend: the hold's deadline */
+	bs_expiry on_expiry;        /* authorize with a ttl, extend, expire */
 } bs_decision;
 
 /* Decides `m` (already validated and not a replay) against the loaded usage
  * row and hold (`hold` NULL when the mutation names none or it does not
- * exist; hold_found tells which). Pure: no I/O, nothing kept. */
+ * exist; hold_found tells which) at time `now`. Pure: no I/O, nothing kept. */
 int bs_rules_decide(const bs_mutation *m, const bs_usage_state *usage, bool hold_found,
-                    const bs_hold *hold, bs_decision *d, bs_error *err);
+                    const bs_hold *hold, int64_t now, bs_decision *d, bs_error *err);
+
+/* The expire_exposure mutation that settles open hold `h` (of usage `u`) by
+ * its policy. `m` borrows h's strings. */
+void bs_rules_expiry(const bs_hold *h, const bs_usage_state *u, bs_mutation *m);
 
 /* The hold's remaining units and disposition after a recorded settlement
  * event (release, reverse, reconcile) of that hold. */
@@ -80,6 +86,9 @@ typedef struct bs_backend_ops {
 	                bs_error *err);
 	int (*list_holds)(void *impl, const bs_hold_query *q, bs_hold_cb cb, void *ctx,
 	                  bs_error *err);
+	int (*expire_due)(void *impl, uint32_t max, uint32_t *expired, bs_error *err);
+	int (*next_deadline)(void *impl, int64_t *out_ns, bs_error *err);
+	int64_t (*now)(const void *impl);
 	int (*commit_index)(void *impl, uint64_t *out, bs_error *err);
 	int (*checkpoint)(void *impl, bs_error *err);
 	int (*stats)(void *impl, bs_stats *out, bs_error *err);

@@ -126,6 +126,40 @@ int bs_map_put(bs_map *map, bs_map_node *node)
 	return 0;
 }
 
+/* Backward-shift deletion: every later node of the probe run that could
+ * live in the freed slot moves up, so lookups never need tombstones. */
+static void unlink_slot(bs_map *map, size_t hole)
+{
+	const size_t mask = map->cap - 1;
+
+	map->slots[hole] = NULL;
+	for (size_t i = (hole + 1) & mask; map->slots[i]; i = (i + 1) & mask) {
+		size_t home = probe_start(map, map->slots[i]->hash);
+		/* The node stays unless its home lies cyclically outside (hole, i]. */
+		if (((i - home) & mask) >= ((i - hole) & mask)) {
+			map->slots[hole] = map->slots[i];
+			map->slots[i] = NULL;
+			hole = i;
+		}
+	}
+}
+
+bs_map_node *bs_map_remove(bs_map *map, const void *key, size_t len, uint64_t hash)
+{
+	if (map->cap == 0)
+		return NULL;
+	for (size_t i = probe_start(map, hash);; i = (i + 1) & (map->cap - 1)) {
+		bs_map_node *n = map->slots[i];
+		if (!n)
+			return NULL;
+		if (n->hash == hash && n->key_len == len && memcmp(n->key, key, len) == 0) {
+			unlink_slot(map, i);
+			map->len--;
+			return n;
+		}
+	}
+}
+
 void bs_map_retain(bs_map *map, bool (*keep)(bs_map_node *node), void (*drop)(bs_map_node *node))
 {
 	bs_map_node **old = map->slots;

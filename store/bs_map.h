@@ -37,6 +37,10 @@ bs_map_node *bs_map_get(const bs_map *map, const void *key, size_t len, uint64_t
  * The map borrows the node. 0 or -ENOMEM. */
 int bs_map_put(bs_map *map, bs_map_node *node);
 
+/* Unmaps the node with this key and returns it (NULL when absent); the
+ * caller owns it again. */
+bs_map_node *bs_map_remove(bs_map *map, const void *key, size_t len, uint64_t hash);
+
 /* Keeps the nodes for which keep() is true; hands the others to drop(). */
 void bs_map_retain(bs_map *map, bool (*keep)(bs_map_node *node), void (*drop)(bs_map_node *node));
 

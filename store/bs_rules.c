@@ -16,18 +16,22 @@ typedef enum hold_event {
 	HOLD_EVENT_RELEASE_ALL,  /* the release takes the hold to 0 */
 	HOLD_EVENT_REVERSE,
 	HOLD_EVENT_RECONCILE,
+	HOLD_EVENT_EXPIRE, /* its deadline passed */
+	HOLD_EVENT_EXTEND, /* its deadline moved */
 	HOLD_EVENT_COUNT,
 } hold_event;
 
 /* next state per (state, event); 0 marks a move that is not allowed. Only an
- * open hold moves: released, reversed and reconciled are final. */
-static const bs_disposition hold_next[BS_HOLD_RECONCILED + 1][HOLD_EVENT_COUNT] = {
+ * open hold moves: released, reversed, reconciled and expired are final. */
+static const bs_disposition hold_next[BS_HOLD_EXPIRED + 1][HOLD_EVENT_COUNT] = {
         [BS_HOLD_OPEN] =
                 {
                         [HOLD_EVENT_RELEASE_PART] = BS_HOLD_OPEN,
                         [HOLD_EVENT_RELEASE_ALL] = BS_HOLD_RELEASED,
                         [HOLD_EVENT_REVERSE] = BS_HOLD_REVERSED,
                         [HOLD_EVENT_RECONCILE] = BS_HOLD_RECONCILED,
+                        [HOLD_EVENT_EXPIRE] = BS_HOLD_EXPIRED,
+                        [HOLD_EVENT_EXTEND] = BS_HOLD_OPEN,
                 },
 };
 
@@ -35,7 +39,7 @@ static int hold_transition(const bs_hold *h, hold_event ev, bs_disposition *next
 {
 	bs_disposition to = 0;
 
-	if (h->disposition >= BS_HOLD_OPEN && h->disposition <= BS_HOLD_RECONCILED)
+	if (h->disposition >= BS_HOLD_OPEN && h->disposition <= BS_HOLD_EXPIRED)
 		to = hold_next[h->disposition][ev];
 	if (!to)
 		return bs_errorf(err, BS_EPRECONDITION, "budget hold `%.*s` is no longer open",
@@ -113,9 +117,13 @@ static int count_one_invocation(bs_usage_state *u, bs_error *err)
 }
 
 static int decide_authorize(const bs_mutation *m, const bs_usage_state *u, bool hold_found,
-                            bs_decision *d, bs_error *err)
+                            int64_t now, bs_decision *d, bs_error *err)
 {
 	int rc;
+
+	/* Recorded with every outcome, so a retry matches a denial too. */
+	if (m->ttl_seconds)
+		d->on_expiry = m->on_expiry ? m->on_expiry : BS_EXPIRY_CAPTURE;
 
 	d->denial = first_failing_limit(m, u, &rc, err);
 	if (rc)
@@ -134,6 +142,8 @@ static int decide_authorize(const bs_mutation *m, const bs_usage_state *u, bool 
 	    __builtin_add_overflow(exposed, u->realized, &committed))
 		return bs_errorf(err, BS_EOVERFLOW, "committed cost overflows u64");
 	d->usage_after.exposed = exposed;
+	if (m->ttl_seconds)
+		d->expires_at_ns = now + (int64_t)m->ttl_seconds * 1000000000;
 	return BS_OK;
 }
 
@@ -173,6 +183,10 @@ static hold_event settlement_event(bs_kind kind, uint64_t units, uint64_t remain
 		return HOLD_EVENT_REVERSE;
 	case BS_KIND_RECONCILE_SPEND:
 		return HOLD_EVENT_RECONCILE;
+	case BS_KIND_EXPIRE_EXPOSURE:
+		return HOLD_EVENT_EXPIRE;
+	case BS_KIND_EXTEND_HOLD:
+		return HOLD_EVENT_EXTEND;
 	default:
 		return units >= remaining ? HOLD_EVENT_RELEASE_ALL : HOLD_EVENT_RELEASE_PART;
 	}
@@ -212,11 +226,12 @@ static int check_hold(const bs_mutation *m, bool found, const bs_hold *h, bs_err
 		                 (int)m->hold_id.len, m->hold_id.ptr);
 	rc = hold_transition(h, settlement_event(m->kind, m->exposure_units, h->remaining_units),
 	                     &next, err);
-	if (rc == BS_OK)
-		rc = check_hold_amount(m, h, err);
-	if (rc == BS_OK)
-		rc = check_authority_rule(h, m, err);
-	return rc;
+	/* Expiry is budgetd's own act: no amount asked, no lease to show. */
+	if (rc || m->kind == BS_KIND_EXPIRE_EXPOSURE)
+		return rc;
+	if (m->kind != BS_KIND_EXTEND_HOLD && (rc = check_hold_amount(m, h, err)))
+		return rc;
+	return check_authority_rule(h, m, err);
 }
 
 int bs_rules_hold_after_event(const bs_hold *h, const bs_event *ev, uint64_t *remaining,
@@ -227,7 +242,9 @@ int bs_rules_hold_after_event(const bs_hold *h, const bs_event *ev, uint64_t *re
 
 	if (rc)
 		return rc;
-	if (ev->kind != BS_KIND_RELEASE_EXPOSURE) {
+	if (ev->kind == BS_KIND_EXTEND_HOLD) {
+		*remaining = h->remaining_units;
+	} else if (ev->kind != BS_KIND_RELEASE_EXPOSURE) {
 		*remaining = 0;
 	} else if (ev->exposure_units <= h->remaining_units) {
 		*remaining = h->remaining_units - ev->exposure_units;
@@ -264,21 +281,79 @@ static int decide_settlement(const bs_mutation *m, const bs_usage_state *u, bool
 	return BS_OK;
 }
 
+/* ---- deadlines ---- */
+
+static int decide_extend(const bs_mutation *m, const bs_usage_state *u, bool hold_found,
+                         const bs_hold *h, int64_t now, bs_decision *d, bs_error *err)
+{
+	int rc = check_hold(m, hold_found, h, err);
+
+	if (rc)
+		return rc;
+	if (!u->exists)
+		return bs_errorf(err, BS_EPRECONDITION, "missing charged budget row");
+	/* Extending never shortens: a later deadline already set stays. */
+	d->expires_at_ns = now + (int64_t)m->ttl_seconds * 1000000000;
+	if (h->expires_at_ns > d->expires_at_ns)
+		d->expires_at_ns = h->expires_at_ns;
+	d->on_expiry = h->on_expiry ? h->on_expiry : BS_EXPIRY_CAPTURE;
+	return BS_OK;
+}
+
+void bs_rules_expiry(const bs_hold *h, const bs_usage_state *u, bs_mutation *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->kind = BS_KIND_EXPIRE_EXPOSURE;
+	m->capability_id = h->capability_id;
+	m->grant_index = h->grant_index;
+	m->hold_id = h->hold_id;
+	m->on_expiry = h->on_expiry ? h->on_expiry : BS_EXPIRY_CAPTURE;
+	/* The grant may hold less than the hold claims (a hold-less reverse or
+	 * release took some): never take more than is there. */
+	m->exposure_units = h->remaining_units < u->exposed ? h->remaining_units : u->exposed;
+	if (m->on_expiry == BS_EXPIRY_CAPTURE)
+		m->realized_units = m->exposure_units;
+}
+
+static int decide_expire(const bs_mutation *m, const bs_usage_state *u, bool hold_found,
+                         const bs_hold *h, bs_decision *d, bs_error *err)
+{
+	int rc = check_hold(m, hold_found, h, err);
+
+	if (rc)
+		return rc;
+	if (!u->exists || u->exposed < m->exposure_units)
+		return bs_errorf(err, BS_EINTERNAL,
+		                 "hold `%.*s` expires more than its grant exposes",
+		                 (int)h->hold_id.len, h->hold_id.ptr);
+	d->on_expiry = m->on_expiry;
+	d->usage_after.exposed = u->exposed - m->exposure_units;
+	if (__builtin_add_overflow(u->realized, m->realized_units, &d->usage_after.realized))
+		return bs_errorf(err, BS_EOVERFLOW, "realized spend overflows u64");
+	if (m->on_expiry == BS_EXPIRY_REVERSE && h->debited_invocation && u->invocation_count > 0)
+		d->usage_after.invocation_count--;
+	return BS_OK;
+}
+
 int bs_rules_decide(const bs_mutation *m, const bs_usage_state *usage, bool hold_found,
-                    const bs_hold *hold, bs_decision *d, bs_error *err)
+                    const bs_hold *hold, int64_t now, bs_decision *d, bs_error *err)
 {
 	memset(d, 0, sizeof(*d));
 	d->allowed = true;
 	d->usage_after = *usage;
 	switch (m->kind) {
 	case BS_KIND_AUTHORIZE_EXPOSURE:
-		return decide_authorize(m, usage, hold_found, d, err);
+		return decide_authorize(m, usage, hold_found, now, d, err);
 	case BS_KIND_INCREMENT_INVOCATION:
 		return decide_increment(m, usage, d, err);
 	case BS_KIND_RELEASE_EXPOSURE:
 	case BS_KIND_REVERSE_EXPOSURE:
 	case BS_KIND_RECONCILE_SPEND:
 		return decide_settlement(m, usage, hold_found, hold, d, err);
+	case BS_KIND_EXTEND_HOLD:
+		return decide_extend(m, usage, hold_found, hold, now, d, err);
+	case BS_KIND_EXPIRE_EXPOSURE:
+		return decide_expire(m, usage, hold_found, hold, d, err);
 	}
 	return bs_errorf(err, BS_EINTERNAL, "unknown mutation kind %d", (int)m->kind);
 }
@@ -296,6 +371,11 @@ bool bs_event_matches(const bs_event *ev, const bs_mutation *m)
 	    !bs_str_eq(ev->capability_id, m->capability_id) || !bs_str_eq(ev->hold_id, m->hold_id))
 		return false;
 	if (ev->exposure_units != m->exposure_units || ev->realized_units != m->realized_units)
+		return false;
+	if (ev->ttl_seconds != m->ttl_seconds)
+		return false;
+	if (m->kind == BS_KIND_AUTHORIZE_EXPOSURE && m->ttl_seconds &&
+	    ev->on_expiry != (m->on_expiry ? m->on_expiry : BS_EXPIRY_CAPTURE))
 		return false;
 	if (!limit_eq(ev->has_max_invocations, ev->max_invocations, m->has_max_invocations,
 	              m->max_invocations) ||
@@ -331,6 +411,7 @@ void bs_outcome_from_event(const bs_event *ev, bs_outcome *out)
 	out->realized_after = ev->realized_after;
 	out->committed_after = ev->exposed_after + ev->realized_after;
 	out->guarantee = BS_GUARANTEE_SINGLE_NODE_ATOMIC;
+	out->expires_at_ns = ev->expires_at_ns;
 	(void)snprintf(out->event_id, sizeof(out->event_id), "%.*s", (int)ev->event_id.len,
 	               ev->event_id.ptr);
 	if (ev->has_authority)

@@ -98,6 +98,14 @@ static const char *const migrations[BS_SCHEMA_VERSION + 1] = {
         [2] = "ALTER TABLE events ADD COLUMN caller TEXT;",
         /* v3: ListHolds pages oldest first. */
         [3] = "CREATE INDEX holds_by_age ON holds (created_at, hold_id);",
+        /* v4: hold deadlines (NULL: none) and what they do. */
+        [4] = "ALTER TABLE events ADD COLUMN ttl_seconds INTEGER;"
+              "ALTER TABLE events ADD COLUMN expires_at INTEGER;"
+              "ALTER TABLE events ADD COLUMN on_expiry INTEGER;"
+              "ALTER TABLE holds ADD COLUMN expires_at INTEGER;"
+              "ALTER TABLE holds ADD COLUMN on_expiry INTEGER;"
+              "CREATE INDEX holds_by_deadline ON holds (expires_at, hold_id)"
+              " WHERE disposition = 1 AND expires_at IS NOT NULL;",
 };
 
 #define EVENT_COLUMNS_OF(p)                                                                        \
@@ -106,7 +114,7 @@ static const char *const migrations[BS_SCHEMA_VERSION + 1] = {
 	  "exposure_units, " p "realized_units, " p "max_invocations, " p                          \
 	  "max_cost_per_invocation, " p "max_total_cost_units, " p "invocation_count_after, " p    \
 	  "exposed_after, " p "realized_after, " p "authority_id, " p "lease_id, " p               \
-	  "lease_epoch, " p "caller"
+	  "lease_epoch, " p "caller, " p "ttl_seconds, " p "expires_at, " p "on_expiry"
 #define EVENT_COLUMNS EVENT_COLUMNS_OF("")
 #define USAGE_COLUMNS                                                                              \
 	"capability_id, grant_index, invocation_count, total_cost_exposed,"                        \
@@ -114,7 +122,7 @@ static const char *const migrations[BS_SCHEMA_VERSION + 1] = {
 #define HOLD_COLUMNS                                                                               \
 	"hold_id, capability_id, grant_index, authorized_units, remaining_units,"                  \
 	" debited_invocation, disposition, authority_id, lease_id, lease_epoch, created_at,"       \
-	" updated_at"
+	" updated_at, expires_at, on_expiry"
 
 /* ---- prepared statements ---- */
 
@@ -139,6 +147,7 @@ enum {
 	ST_USAGES,
 	ST_USAGES_OF_CAP,
 	ST_HOLDS,
+	ST_DEADLINES,
 	ST_EVENTS,              /* the four filters of list_events, in this order: */
 	ST_EVENTS_OF_CAP,       /* ST_EVENTS + 1 */
 	ST_EVENTS_OF_GRANT,     /* ST_EVENTS + 2 */
@@ -152,7 +161,8 @@ static const char *const statement_sql[ST_COUNT] = {
         [ST_ROLLBACK] = "ROLLBACK",
         [ST_EVENT_INSERT] =
                 "INSERT INTO events (" EVENT_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
-                " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,"
+                " ?23, ?24, ?25)",
         [ST_EVENT_BY_SEQ] = "SELECT " EVENT_COLUMNS " FROM events WHERE event_seq = ?1",
         [ST_EVENTS_AFTER] = "SELECT " EVENT_COLUMNS " FROM events WHERE event_seq > ?1"
                             " ORDER BY event_seq",
@@ -165,7 +175,7 @@ static const char *const statement_sql[ST_COUNT] = {
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         [ST_HOLD_GET] = "SELECT " HOLD_COLUMNS " FROM holds WHERE hold_id = ?1",
         [ST_HOLD_PUT] = "INSERT OR REPLACE INTO holds (" HOLD_COLUMNS ") VALUES (?1, ?2, ?3, ?4,"
-                        " ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                        " ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         /* Sorted, so the index pages are written in order, each once. */
         [ST_INDEX_EVENT_IDS] = "INSERT INTO event_index (event_id, event_seq)"
                                " SELECT event_id, event_seq FROM events"
@@ -184,6 +194,8 @@ static const char *const statement_sql[ST_COUNT] = {
                      " AND (?3 IS NULL OR created_at < ?3)"
                      " AND (created_at, hold_id) > (?4, ?5)"
                      " ORDER BY created_at, hold_id LIMIT ?6",
+        [ST_DEADLINES] = "SELECT hold_id, expires_at FROM holds"
+                         " WHERE disposition = 1 AND expires_at IS NOT NULL",
         [ST_USAGES_OF_CAP] = "SELECT " USAGE_COLUMNS " FROM usage WHERE capability_id = ?2"
                              " ORDER BY updated_at DESC, capability_id, grant_index LIMIT ?1",
         [ST_EVENTS] = "SELECT " EVENT_COLUMNS " FROM events WHERE event_seq > ?2"
@@ -244,6 +256,12 @@ static int bind_u64(sqlite3_stmt *st, int i, uint64_t v)
 static int bind_opt_u64(sqlite3_stmt *st, int i, bool has, uint64_t v)
 {
 	return has ? bind_u64(st, i, v) : sqlite3_bind_null(st, i);
+}
+
+/* 0 is stored as NULL: "none" for deadlines and policies. */
+static int bind_opt_i64(sqlite3_stmt *st, int i, int64_t v)
+{
+	return v ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
 }
 
 static int bind_str(sqlite3_stmt *st, int i, bs_str v)
@@ -312,6 +330,9 @@ static void row_to_event(sqlite3_stmt *st, bs_event *ev, char *idbuf, size_t ids
 	ev->realized_after = col_u64(st, 17);
 	row_to_authority(st, 18, &ev->has_authority, &ev->authority);
 	ev->caller = col_str(st, 21);
+	ev->ttl_seconds = (uint32_t)sqlite3_column_int64(st, 22);
+	ev->expires_at_ns = sqlite3_column_int64(st, 23);
+	ev->on_expiry = (bs_expiry)sqlite3_column_int(st, 24);
 }
 
 static void row_to_usage(sqlite3_stmt *st, bs_usage *u)
@@ -338,6 +359,8 @@ static void row_to_hold(sqlite3_stmt *st, bs_hold *h)
 	row_to_authority(st, 7, &h->has_authority, &h->authority);
 	h->created_at_ns = sqlite3_column_int64(st, 10);
 	h->updated_at_ns = sqlite3_column_int64(st, 11);
+	h->expires_at_ns = sqlite3_column_int64(st, 12);
+	h->on_expiry = (bs_expiry)sqlite3_column_int(st, 13);
 }
 
 /* ---- statements with one result row or none ---- */
@@ -477,6 +500,9 @@ int bs_db_append_event(bs_db *s, const bs_event *ev, bool store_id, bs_error *er
 	rc |= bind_u64(st, 18, ev->realized_after);
 	rc |= bind_authority(st, 19, ev->has_authority, &ev->authority);
 	rc |= bind_str(st, 22, ev->caller);
+	rc |= bind_opt_u64(st, 23, ev->ttl_seconds != 0, ev->ttl_seconds);
+	rc |= bind_opt_i64(st, 24, ev->expires_at_ns);
+	rc |= bind_opt_i64(st, 25, ev->on_expiry);
 	return step_write(s, st, rc, "appending to the mutation log", err);
 }
 
@@ -592,6 +618,8 @@ int bs_db_put_hold(bs_db *s, const bs_hold *h, bs_error *err)
 	rc |= bind_authority(st, 8, h->has_authority, &h->authority);
 	rc |= sqlite3_bind_int64(st, 11, h->created_at_ns);
 	rc |= sqlite3_bind_int64(st, 12, h->updated_at_ns);
+	rc |= bind_opt_i64(st, 13, h->expires_at_ns);
+	rc |= bind_opt_i64(st, 14, h->on_expiry);
 	return step_write(s, st, rc, "writing hold", err);
 }
 
@@ -623,6 +651,33 @@ int bs_db_set_materialized_seq(bs_db *s, uint64_t seq, bs_error *err)
 	sqlite3_stmt *st = s->st[ST_META_SET];
 
 	return step_write(s, st, bind_u64(st, 1, seq), "writing store_meta", err);
+}
+
+typedef struct deadline_visit {
+	bs_deadline_cb cb;
+	void *ctx;
+	int rc;
+} deadline_visit;
+
+static void decode_deadline(sqlite3_stmt *st, void *vctx)
+{
+	visit_ctx *v = vctx;
+	deadline_visit *d = v->ctx;
+
+	d->rc = d->cb(d->ctx, col_str(st, 0), sqlite3_column_int64(st, 1));
+	v->stop = d->rc != 0;
+}
+
+int bs_db_scan_deadlines(bs_db *s, bs_deadline_cb cb, void *ctx, bs_error *err)
+{
+	deadline_visit d = {cb, ctx, 0};
+	visit_ctx v = {NULL, &d, 0};
+	int rc = step_all(s, s->st[ST_DEADLINES], SQLITE_OK, decode_deadline, &v,
+	                  "reading hold deadlines", err);
+
+	if (rc == BS_OK && d.rc)
+		rc = bs_errorf(err, BS_EINTERNAL, "out of memory");
+	return rc;
 }
 
 /* ---- reads ---- */

@@ -43,6 +43,11 @@ int bs_db_index_events(bs_db *db, uint64_t after_seq, bs_error *err);
 int bs_db_get_materialized_seq(bs_db *db, uint64_t *out, bs_error *err);
 int bs_db_set_materialized_seq(bs_db *db, uint64_t seq, bs_error *err);
 
+/* Every open hold with a deadline in the holds table. A non-zero return
+ * of `cb` (out of memory) stops the scan, which then fails. */
+typedef int (*bs_deadline_cb)(void *ctx, bs_str hold_id, int64_t expires_at_ns);
+int bs_db_scan_deadlines(bs_db *db, bs_deadline_cb cb, void *ctx, bs_error *err);
+
 /* Reads over the materialized state (`limit` already validated). */
 int bs_db_list_holds(bs_db *db, const bs_hold_query *q, bs_hold_cb cb, void *ctx, bs_error *err);
 int bs_db_list_usages(bs_db *db, uint32_t limit, bs_str cap, bs_usage_cb cb, void *ctx,

@@ -136,10 +136,30 @@ int bs_store_list_holds(bs_store *store, const bs_hold_query *q, bs_hold_cb cb, 
 	     (rc = bs_validate_id("page cursor hold_id", q->after_hold_id, true, err))))
 		return rc;
 	if (q->has_disposition &&
-	    (q->disposition < BS_HOLD_OPEN || q->disposition > BS_HOLD_RECONCILED))
+	    (q->disposition < BS_HOLD_OPEN || q->disposition > BS_HOLD_EXPIRED))
 		return bs_errorf(err, BS_EINVAL, "disposition %d is not a hold disposition",
 		                 (int)q->disposition);
 	return store->ops->list_holds(store->impl, &v, cb, ctx, err);
+}
+
+int bs_store_expire_due(bs_store *store, uint32_t max, uint32_t *expired, bs_error *err)
+{
+	*expired = 0;
+	if (max == 0 || max > BS_BATCH_MUTATIONS_MAX)
+		return bs_errorf(err, BS_EINVAL, "expire_due takes 1 to %d holds, not %u",
+		                 BS_BATCH_MUTATIONS_MAX, max);
+	return store->ops->expire_due(store->impl, max, expired, err);
+}
+
+int bs_store_next_deadline(bs_store *store, int64_t *out_ns, bs_error *err)
+{
+	*out_ns = 0;
+	return store->ops->next_deadline(store->impl, out_ns, err);
+}
+
+int64_t bs_store_now(const bs_store *store)
+{
+	return store->ops->now(store->impl);
 }
 
 int bs_store_commit_index(bs_store *store, uint64_t *out, bs_error *err)

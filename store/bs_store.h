@@ -29,7 +29,8 @@
 #define BS_LIST_LIMIT_DEFAULT  100  /* rows a list returns when limit is 0 */
 #define BS_LIST_LIMIT_MAX      1000 /* rows a list may return at most */
 #define BS_GRANT_INDEX_MAX     UINT32_MAX
-#define BS_MATERIALIZE_EVENTS  8192 /* log events between derived-table writes */
+#define BS_MATERIALIZE_EVENTS  8192    /* log events between derived-table writes */
+#define BS_TTL_SECONDS_MAX     2592000 /* 30 days: the longest hold deadline */
 /* Event ids the store generates start with this; callers may not use it. */
 #define BS_GENERATED_EVENT_ID_PREFIX "budgetd-auto-"
 
@@ -65,6 +66,8 @@ typedef enum bs_kind {
 	BS_KIND_REVERSE_EXPOSURE = 3,
 	BS_KIND_RELEASE_EXPOSURE = 4,
 	BS_KIND_RECONCILE_SPEND = 5,
+	BS_KIND_EXPIRE_EXPOSURE = 6, /* recorded by the store itself (expire_due) */
+	BS_KIND_EXTEND_HOLD = 7,     /* moves an open hold's deadline */
 } bs_kind;
 
 /* Values are persisted with each hold: never renumber. */
@@ -73,7 +76,16 @@ typedef enum bs_disposition {
 	BS_HOLD_RELEASED = 2,
 	BS_HOLD_REVERSED = 3,
 	BS_HOLD_RECONCILED = 4,
+	BS_HOLD_EXPIRED = 5, /* settled by its deadline, by its on_expiry policy */
 } bs_disposition;
+
+/* What happens to an open hold at its deadline. Persisted: never renumber. */
+typedef enum bs_expiry {
+	BS_EXPIRY_NONE = 0,    /* no policy (a hold without deadline) */
+	BS_EXPIRY_CAPTURE = 1, /* realize the whole remaining exposure as spend */
+	BS_EXPIRY_RELEASE = 2, /* give the exposure back, keep the invocation */
+	BS_EXPIRY_REVERSE = 3, /* give back the exposure and the invocation */
+} bs_expiry;
 
 /* Which limit denied an authorize or increment (the first that failed, in
  * the order max_invocations, max_cost_per_invocation, max_total_cost). */
@@ -87,6 +99,7 @@ typedef enum bs_denial {
 const char *bs_kind_name(bs_kind kind);            /* "authorize_exposure" */
 const char *bs_disposition_name(bs_disposition d); /* "open" */
 const char *bs_denial_name(bs_denial d);           /* "max_total_cost" */
+const char *bs_expiry_name(bs_expiry e);           /* "capture", "" for none */
 
 /* What the authority behind this store can promise; constant per backend. */
 typedef enum bs_guarantee {
@@ -120,9 +133,12 @@ typedef struct bs_mutation {
 	uint64_t max_total_cost_units;
 	bool has_authority; /* optional; not for increment */
 	bs_authority authority;
-	bs_str caller; /* optional: who asks (recorded, not part of idempotency) */
-	bool dry_run;  /* authorize only: decide against the current state, record
-	                * nothing, take no sequence value; event_id is ignored */
+	bs_str caller;        /* optional: who asks (recorded, not part of idempotency) */
+	bool dry_run;         /* authorize only: decide against the current state, record
+	                       * nothing, take no sequence value; event_id is ignored */
+	uint32_t ttl_seconds; /* authorize with a hold_id (0: no deadline) and
+	                       * extend (required): deadline = now + ttl */
+	bs_expiry on_expiry;  /* authorize with a ttl: the policy (NONE: capture) */
 } bs_mutation;
 
 /* The decision for one mutation, with its commit metadata. Fixed-size and
@@ -143,6 +159,7 @@ typedef struct bs_outcome {
 	bs_guarantee guarantee;
 	char event_id[BS_ID_LEN_MAX + 1];     /* given or generated */
 	char budget_term[BS_BUDGET_TERM_MAX]; /* "<authority_id>:<epoch>" or "" */
+	int64_t expires_at_ns; /* authorize and extend: the hold's deadline, 0 none */
 } bs_outcome;
 
 /* One slot of a batch: the caller fills `mutation`; apply fills the rest. */
@@ -176,6 +193,8 @@ typedef struct bs_hold {
 	bs_authority authority;
 	int64_t created_at_ns;
 	int64_t updated_at_ns;
+	int64_t expires_at_ns; /* the deadline of an open hold; 0: none */
+	bs_expiry on_expiry;   /* what its deadline does (NONE without one) */
 } bs_hold;
 
 typedef struct bs_event {
@@ -204,7 +223,11 @@ typedef struct bs_event {
 	uint64_t realized_after;
 	bool has_authority;
 	bs_authority authority;
-	bs_str caller; /* absent for events recorded without one */
+	bs_str caller;         /* absent for events recorded without one */
+	uint32_t ttl_seconds;  /* authorize and extend: as requested (0: none) */
+	int64_t expires_at_ns; /* authorize and extend: the deadline set (0: none) */
+	bs_expiry on_expiry;   /* authorize with a deadline: the policy; expire:
+	                        * the policy applied */
 } bs_event;
 
 /* Visitors: return 0 to continue, anything else to stop the listing (the
@@ -287,6 +310,21 @@ typedef struct bs_hold_query {
 /* Lists the holds `q` selects. */
 int bs_store_list_holds(bs_store *store, const bs_hold_query *q, bs_hold_cb cb, void *ctx,
                         bs_error *err);
+
+/* Expires, in one durable transaction, up to `max` (1..BS_BATCH_MUTATIONS_MAX)
+ * open holds whose deadline is at or before the store clock's now, earliest
+ * deadline first (then by hold_id), each recorded as an expire_exposure
+ * event applying its hold's on_expiry policy. *expired: how many were
+ * recorded. A hold expires exactly once, and never after it was settled:
+ * expiry and settlements go through the same single writer. BS_ESTORAGE:
+ * nothing was recorded (try again later). */
+int bs_store_expire_due(bs_store *store, uint32_t max, uint32_t *expired, bs_error *err);
+
+/* The earliest deadline of an open hold, 0 when no open hold has one. */
+int bs_store_next_deadline(bs_store *store, int64_t *out_ns, bs_error *err);
+
+/* The store's clock (Unix time, nanoseconds): the one deadlines use. */
+int64_t bs_store_now(const bs_store *store);
 
 /* The last sequence value taken (0 for an empty store). */
 int bs_store_commit_index(bs_store *store, uint64_t *out, bs_error *err);

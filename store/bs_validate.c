@@ -91,18 +91,22 @@ typedef struct kind_shape {
 	bool cost_limits;
 	bool exposure_units;
 	bool realized_units;
+	bool ttl;
 } kind_shape;
 
 static int shape_of(bs_kind kind, kind_shape *shape, bs_error *err)
 {
 	static const kind_shape shapes[] = {
-	        [BS_KIND_INCREMENT_INVOCATION] = {false, true, false, false, false},
-	        [BS_KIND_AUTHORIZE_EXPOSURE] = {true, true, true, true, false},
-	        [BS_KIND_REVERSE_EXPOSURE] = {true, false, false, true, false},
-	        [BS_KIND_RELEASE_EXPOSURE] = {true, false, false, true, false},
-	        [BS_KIND_RECONCILE_SPEND] = {true, false, false, true, true},
+	        [BS_KIND_INCREMENT_INVOCATION] = {false, true, false, false, false, false},
+	        [BS_KIND_AUTHORIZE_EXPOSURE] = {true, true, true, true, false, true},
+	        [BS_KIND_REVERSE_EXPOSURE] = {true, false, false, true, false, false},
+	        [BS_KIND_RELEASE_EXPOSURE] = {true, false, false, true, false, false},
+	        [BS_KIND_RECONCILE_SPEND] = {true, false, false, true, true, false},
+	        [BS_KIND_EXTEND_HOLD] = {true, false, false, false, false, true},
 	};
-	if (kind < BS_KIND_INCREMENT_INVOCATION || kind > BS_KIND_RECONCILE_SPEND)
+	if (kind == BS_KIND_EXPIRE_EXPOSURE)
+		return bs_errorf(err, BS_EINVAL, "expire_exposure is recorded by budgetd itself");
+	if (kind < BS_KIND_INCREMENT_INVOCATION || kind > BS_KIND_EXTEND_HOLD)
 		return bs_errorf(err, BS_EINVAL, "unknown mutation kind %d", (int)kind);
 	*shape = shapes[kind];
 	return BS_OK;
@@ -126,6 +130,10 @@ static int check_fields_belong(const bs_mutation *m, const kind_shape *shape, bs
 		return bs_errorf(err, BS_EINVAL, "realized_units does not apply to %s", k);
 	if (!shape->exposure_units && m->exposure_units)
 		return bs_errorf(err, BS_EINVAL, "exposure_units does not apply to %s", k);
+	if (!shape->ttl && m->ttl_seconds)
+		return bs_errorf(err, BS_EINVAL, "ttl_seconds does not apply to %s", k);
+	if (m->kind != BS_KIND_AUTHORIZE_EXPOSURE && m->on_expiry)
+		return bs_errorf(err, BS_EINVAL, "on_expiry does not apply to %s", k);
 	return BS_OK;
 }
 
@@ -145,6 +153,33 @@ static int check_authority(const bs_mutation *m, bs_error *err)
 	if ((rc = bs_validate_id("authority.authority_id", a->authority_id, true, err)))
 		return rc;
 	return bs_validate_id("authority.lease_id", a->lease_id, true, err);
+}
+
+/* ttl_seconds and on_expiry: a deadline belongs to a hold, and a policy to
+ * a deadline. */
+static int check_deadline(const bs_mutation *m, bs_error *err)
+{
+	if (m->ttl_seconds > BS_TTL_SECONDS_MAX)
+		return bs_errorf(err, BS_EINVAL, "ttl_seconds %u is larger than %d", m->ttl_seconds,
+		                 BS_TTL_SECONDS_MAX);
+	if (m->on_expiry > BS_EXPIRY_REVERSE)
+		return bs_errorf(err, BS_EINVAL, "on_expiry %d is not an expiry policy",
+		                 (int)m->on_expiry);
+	if (m->kind == BS_KIND_EXTEND_HOLD) {
+		if (!m->hold_id.ptr)
+			return bs_errorf(err, BS_EINVAL, "hold_id is required");
+		if (m->ttl_seconds == 0)
+			return bs_errorf(err, BS_EINVAL, "ttl_seconds must be at least 1");
+	}
+	if (m->kind != BS_KIND_AUTHORIZE_EXPOSURE)
+		return BS_OK;
+	if (m->ttl_seconds && !m->hold_id.ptr)
+		return bs_errorf(err, BS_EINVAL, "ttl_seconds needs a hold_id: only holds expire");
+	if (m->on_expiry && !m->ttl_seconds)
+		return bs_errorf(
+		        err, BS_EINVAL,
+		        "on_expiry needs ttl_seconds: a hold without deadline never expires");
+	return BS_OK;
 }
 
 int bs_validate_mutation(const bs_mutation *m, bs_error *err)
@@ -178,5 +213,5 @@ int bs_validate_mutation(const bs_mutation *m, bs_error *err)
 		                 bs_kind_name(m->kind));
 	if (m->kind == BS_KIND_RECONCILE_SPEND && m->realized_units > m->exposure_units)
 		return bs_errorf(err, BS_EINVAL, "cannot realize spend larger than exposed cost");
-	return BS_OK;
+	return check_deadline(m, err);
 }

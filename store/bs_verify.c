@@ -32,6 +32,13 @@
 #define VERIFY_BUSY_TIMEOUT_MS 5000
 #define GRANT_KEY_LEN_MAX      (BS_ID_LEN_MAX + sizeof(uint32_t))
 #define DETAIL_LEN_MAX         400 /* bytes of the field differences of one row */
+#define NS_PER_SECOND          1000000000LL
+#define EXPIRY_CALLER          "budgetd" /* who records every expire_exposure event */
+/* The oldest schema read: v4 only added the expiry columns (events:
+ * ttl_seconds, expires_at, on_expiry; holds: expires_at, on_expiry) and
+ * kinds, and a v3 file reads as if every one of them were NULL. */
+#define VERIFY_SCHEMA_MIN    3
+#define VERIFY_SCHEMA_EXPIRY 4 /* the first with deadlines */
 
 /* ---- the fold's state ---- */
 
@@ -64,6 +71,8 @@ typedef struct hold_entry {
 	uint64_t lease_epoch;
 	int64_t created_at;
 	int64_t updated_at;
+	int64_t expires_at; /* the deadline; 0: none (always 0 once final) */
+	int64_t on_expiry;  /* a bs_expiry; NONE until a deadline is set */
 	uint64_t opened_by; /* the authorize event */
 	bool seen;          /* matched by a row of the holds table */
 	char buf[];
@@ -73,7 +82,8 @@ typedef struct verifier {
 	sqlite3 *db;
 	bs_verify_report *report;
 	bs_error *err;
-	int fatal; /* a bs_err that stops the verification */
+	int fatal;       /* a bs_err that stops the verification */
+	uint64_t schema; /* PRAGMA user_version: VERIFY_SCHEMA_MIN .. BS_SCHEMA_VERSION */
 	bs_map grants;
 	bs_map holds;
 	uint64_t prev_seq;         /* the last event_seq streamed */
@@ -111,6 +121,13 @@ typedef struct logged {
 	bs_str lease_id;
 	bool has_lease_epoch;
 	uint64_t lease_epoch;
+	bs_str caller;
+	bool has_ttl;
+	int64_t ttl; /* seconds */
+	bool has_expires_at;
+	int64_t expires_at;
+	bool has_on_expiry;
+	int64_t on_expiry;
 } logged;
 
 /* ---- reporting ---- */
@@ -205,14 +222,22 @@ static void detail_str(detail *d, const char *field, bs_str found, bs_str want)
 
 static const char *kind_name(int64_t kind)
 {
-	return kind >= BS_KIND_INCREMENT_INVOCATION && kind <= BS_KIND_RECONCILE_SPEND
+	return kind >= BS_KIND_INCREMENT_INVOCATION && kind <= BS_KIND_EXTEND_HOLD
 	               ? bs_kind_name((bs_kind)kind)
 	               : "unknown";
 }
 
 static const char *disposition_name(int64_t d)
 {
-	return d >= BS_HOLD_OPEN && d <= BS_HOLD_RECONCILED ? bs_disposition_name((bs_disposition)d)
+	return d >= BS_HOLD_OPEN && d <= BS_HOLD_EXPIRED ? bs_disposition_name((bs_disposition)d)
+	                                                 : "unknown";
+}
+
+static const char *expiry_name(int64_t e)
+{
+	if (e == BS_EXPIRY_NONE)
+		return "none";
+	return e > BS_EXPIRY_NONE && e <= BS_EXPIRY_REVERSE ? bs_expiry_name((bs_expiry)e)
 	                                                    : "unknown";
 }
 
@@ -343,8 +368,9 @@ static void place(char **cursor, bs_str *s)
 	*cursor += s->len;
 }
 
-/* A new open hold from an applied authorize event. */
-static hold_entry *hold_open(verifier *v, const logged *e)
+/* A new open hold from an applied authorize event, with its deadline
+ * (0: none). */
+static hold_entry *hold_open(verifier *v, const logged *e, int64_t expires_at)
 {
 	bool has_authority = e->authority_id.ptr != NULL;
 	size_t len = e->hold_id.len + e->cap.len;
@@ -385,6 +411,9 @@ static hold_entry *hold_open(verifier *v, const logged *e)
 	}
 	h->created_at = e->recorded_at;
 	h->updated_at = e->recorded_at;
+	h->expires_at = expires_at;
+	if (expires_at)
+		h->on_expiry = e->has_on_expiry ? e->on_expiry : BS_EXPIRY_CAPTURE;
 	h->opened_by = e->seq;
 	h->node = (bs_map_node){bs_map_hash(&v->holds, id.ptr, id.len), id.ptr, id.len};
 	if (bs_map_put(&v->holds, &h->node) != 0) {
@@ -399,29 +428,33 @@ static hold_entry *hold_open(verifier *v, const logged *e)
 
 /* ---- the hold lifecycle (RULES.md "Hold lifecycle") ---- */
 
-typedef enum settle {
-	SETTLE_RELEASE_PART, /* exposure stays on the hold */
-	SETTLE_RELEASE_ALL,  /* the release takes it to 0 */
-	SETTLE_REVERSE,
-	SETTLE_RECONCILE,
-	SETTLE_COUNT,
-} settle;
+typedef enum move {
+	MOVE_RELEASE_PART, /* exposure stays on the hold */
+	MOVE_RELEASE_ALL,  /* the release takes it to 0 */
+	MOVE_REVERSE,
+	MOVE_RECONCILE,
+	MOVE_EXPIRE, /* budgetd settles it at its deadline */
+	MOVE_EXTEND, /* its deadline moves */
+	MOVE_COUNT,
+} move;
 
 /* The state a hold moves to; 0: the move is illegal. Final states have no
  * row: nothing moves them. */
-static const bs_disposition lifecycle[BS_HOLD_RECONCILED + 1][SETTLE_COUNT] = {
+static const bs_disposition lifecycle[BS_HOLD_EXPIRED + 1][MOVE_COUNT] = {
         [BS_HOLD_OPEN] =
                 {
-                        [SETTLE_RELEASE_PART] = BS_HOLD_OPEN,
-                        [SETTLE_RELEASE_ALL] = BS_HOLD_RELEASED,
-                        [SETTLE_REVERSE] = BS_HOLD_REVERSED,
-                        [SETTLE_RECONCILE] = BS_HOLD_RECONCILED,
+                        [MOVE_RELEASE_PART] = BS_HOLD_OPEN,
+                        [MOVE_RELEASE_ALL] = BS_HOLD_RELEASED,
+                        [MOVE_REVERSE] = BS_HOLD_REVERSED,
+                        [MOVE_RECONCILE] = BS_HOLD_RECONCILED,
+                        [MOVE_EXPIRE] = BS_HOLD_EXPIRED,
+                        [MOVE_EXTEND] = BS_HOLD_OPEN,
                 },
 };
 
-static bs_disposition lifecycle_next(bs_disposition from, settle how)
+static bs_disposition lifecycle_next(bs_disposition from, move how)
 {
-	if (from < BS_HOLD_OPEN || from > BS_HOLD_RECONCILED)
+	if (from < BS_HOLD_OPEN || from > BS_HOLD_EXPIRED)
 		return 0;
 	return lifecycle[from][how];
 }
@@ -437,6 +470,18 @@ static bool settles(int64_t kind)
 {
 	return kind == BS_KIND_RELEASE_EXPOSURE || kind == BS_KIND_REVERSE_EXPOSURE ||
 	       kind == BS_KIND_RECONCILE_SPEND;
+}
+
+/* The kinds of schema v4 that exist only for a hold: they always name one. */
+static bool tends_hold(int64_t kind)
+{
+	return kind == BS_KIND_EXPIRE_EXPOSURE || kind == BS_KIND_EXTEND_HOLD;
+}
+
+static bool known_kind(const verifier *v, int64_t kind)
+{
+	return decides(kind) || settles(kind) ||
+	       (v->schema >= VERIFY_SCHEMA_EXPIRY && tends_hold(kind));
 }
 
 static void decode_event(sqlite3_stmt *st, logged *e)
@@ -470,6 +515,13 @@ static void decode_event(sqlite3_stmt *st, logged *e)
 	e->lease_id = col_str(st, 19);
 	e->has_lease_epoch = !col_null(st, 20);
 	e->lease_epoch = col_u64(st, 20);
+	e->caller = col_str(st, 21);
+	e->has_ttl = !col_null(st, 22);
+	e->ttl = col_i64(st, 22);
+	e->has_expires_at = !col_null(st, 23);
+	e->expires_at = col_i64(st, 23);
+	e->has_on_expiry = !col_null(st, 24);
+	e->on_expiry = col_i64(st, 24);
 }
 
 static const column_rule event_columns[] = {
@@ -494,6 +546,10 @@ static const column_rule event_columns[] = {
         {"authority_id", SQLITE_TEXT, true},
         {"lease_id", SQLITE_TEXT, true},
         {"lease_epoch", SQLITE_INTEGER, true},
+        {"caller", SQLITE_TEXT, true},
+        {"ttl_seconds", SQLITE_INTEGER, true},
+        {"expires_at", SQLITE_INTEGER, true},
+        {"on_expiry", SQLITE_INTEGER, true},
 };
 #define EVENT_COLUMN_COUNT ((int)(sizeof(event_columns) / sizeof(event_columns[0])))
 
@@ -509,6 +565,109 @@ static bool valid_id(verifier *v, uint64_t seq, const char *field, bs_str id)
 	return true;
 }
 
+/* Which of the expiry fields each kind records; the others are NULL. */
+typedef enum presence {
+	ABSENT,
+	OPTIONAL,
+	REQUIRED,
+} presence;
+
+typedef struct expiry_fields {
+	presence ttl_seconds, expires_at, on_expiry;
+} expiry_fields;
+
+static const expiry_fields expiry_fields_of[BS_KIND_EXTEND_HOLD + 1] = {
+        /* ttl_seconds and on_expiry as requested (together); expires_at when
+         * it opened a hold with a deadline */
+        [BS_KIND_AUTHORIZE_EXPOSURE] = {OPTIONAL, OPTIONAL, OPTIONAL},
+        [BS_KIND_EXPIRE_EXPOSURE] = {ABSENT, ABSENT, REQUIRED}, /* the policy applied */
+        [BS_KIND_EXTEND_HOLD] = {REQUIRED, REQUIRED, REQUIRED}, /* the hold's after */
+};
+
+static void check_presence(verifier *v, const logged *e, const char *field, bool present,
+                           presence rule)
+{
+	if (present && rule == ABSENT)
+		mismatch(v, "event %" PRIu64 " (%s) records %s, which its kind does not have",
+		         e->seq, kind_name(e->kind), field);
+	else if (!present && rule == REQUIRED)
+		mismatch(v, "event %" PRIu64 " (%s) records no %s", e->seq, kind_name(e->kind),
+		         field);
+}
+
+/* ttl_seconds, expires_at and on_expiry on their own (their values against
+ * the hold are checked by the fold). */
+static void check_expiry_shape(verifier *v, const logged *e, bool applied)
+{
+	const expiry_fields *f = &expiry_fields_of[e->kind];
+	const uint64_t n = e->seq;
+	const char *k = kind_name(e->kind);
+	const bool opens_deadline = applied && e->hold_id.ptr && e->has_ttl;
+
+	check_presence(v, e, "ttl_seconds", e->has_ttl, f->ttl_seconds);
+	check_presence(v, e, "expires_at", e->has_expires_at, f->expires_at);
+	check_presence(v, e, "on_expiry", e->has_on_expiry, f->on_expiry);
+	if (e->has_ttl && (e->ttl < 1 || e->ttl > BS_TTL_SECONDS_MAX))
+		mismatch(v, "event %" PRIu64 ": ttl_seconds %" PRId64 " is out of range (1 to %d)",
+		         n, e->ttl, BS_TTL_SECONDS_MAX);
+	if (e->has_on_expiry &&
+	    (e->on_expiry < BS_EXPIRY_CAPTURE || e->on_expiry > BS_EXPIRY_REVERSE))
+		mismatch(v, "event %" PRIu64 ": on_expiry %" PRId64 " is not an expiry policy", n,
+		         e->on_expiry);
+	if (e->kind != BS_KIND_AUTHORIZE_EXPOSURE)
+		return;
+	if (e->has_ttl && !e->hold_id.ptr)
+		mismatch(v, "event %" PRIu64 " (%s) has ttl_seconds but no hold", n, k);
+	if (e->has_ttl != e->has_on_expiry)
+		mismatch(v, "event %" PRIu64 " (%s) has %s without %s", n, k,
+		         e->has_ttl ? "ttl_seconds" : "on_expiry",
+		         e->has_ttl ? "on_expiry" : "ttl_seconds");
+	if (e->has_expires_at && !opens_deadline)
+		mismatch(v,
+		         "event %" PRIu64 " (%s) records expires_at %" PRId64
+		         " but opens no hold with a deadline",
+		         n, k, e->expires_at);
+	else if (!e->has_expires_at && opens_deadline)
+		mismatch(v,
+		         "event %" PRIu64 " (%s) opens hold `%.*s` with a deadline but records"
+		         " no expires_at",
+		         n, k, (int)e->hold_id.len, e->hold_id.ptr);
+}
+
+/* What budgetd records for an expiry that no client asks for. */
+static void check_expiry_origin(verifier *v, const logged *e)
+{
+	const uint64_t n = e->seq;
+	const char *k = kind_name(e->kind);
+
+	if (e->event_id.ptr)
+		mismatch(v,
+		         "event %" PRIu64 " (%s) stores event_id `%.*s`; budgetd generates the id"
+		         " of an expiry",
+		         n, k, (int)e->event_id.len, e->event_id.ptr);
+	if (!e->caller.ptr)
+		mismatch(v, "event %" PRIu64 " (%s) records no caller (budgetd records `%s`)", n, k,
+		         EXPIRY_CALLER);
+	else if (!bs_str_eq(e->caller, bs_str_from(EXPIRY_CALLER)))
+		mismatch(v, "event %" PRIu64 " (%s) records caller `%.*s`, not `%s`", n, k,
+		         (int)(e->caller.len > BS_ID_LEN_MAX ? BS_ID_LEN_MAX : e->caller.len),
+		         e->caller.ptr, EXPIRY_CALLER);
+}
+
+/* An expiry realizes what it takes by capture, nothing otherwise. */
+static void check_expiry_realized(verifier *v, const logged *e)
+{
+	const bool capture = e->has_on_expiry && e->on_expiry == BS_EXPIRY_CAPTURE;
+
+	if (e->realized != (capture ? e->exposure : 0))
+		mismatch(v,
+		         "event %" PRIu64 " (%s, on_expiry %s) realizes %" PRIu64 " of the %" PRIu64
+		         " units it takes (capture realizes all, release and reverse none)",
+		         e->seq, kind_name(e->kind),
+		         expiry_name(e->has_on_expiry ? e->on_expiry : BS_EXPIRY_NONE), e->realized,
+		         e->exposure);
+}
+
 /* The checks of one event on its own. False: it cannot be folded (its kind
  * or its key is unusable); the mismatch is already reported. */
 static bool check_shape(verifier *v, const logged *e, bool *applied)
@@ -518,7 +677,7 @@ static bool check_shape(verifier *v, const logged *e, bool *applied)
 	const char *k = kind_name(e->kind);
 	bool usable = true;
 
-	if (!decides(e->kind) && !settles(e->kind)) {
+	if (!known_kind(v, e->kind)) {
 		mismatch(v, "event %" PRIu64 " has unknown kind %" PRId64, n, e->kind);
 		return false;
 	}
@@ -540,6 +699,8 @@ static bool check_shape(verifier *v, const logged *e, bool *applied)
 		         "event %" PRIu64 " stores event_id `%.*s`, which has the generated form"
 		         " (generated ids are not stored)",
 		         n, (int)e->event_id.len, e->event_id.ptr);
+	if (e->kind == BS_KIND_EXPIRE_EXPOSURE)
+		check_expiry_origin(v, e);
 
 	/* The decision. */
 	*applied = true;
@@ -577,22 +738,26 @@ static bool check_shape(verifier *v, const logged *e, bool *applied)
 		         e->usage_seq);
 
 	/* Fields that do not belong to the kind. */
-	if (e->kind == BS_KIND_INCREMENT_INVOCATION) {
-		if (e->hold_id.ptr)
-			mismatch(v, "event %" PRIu64 " (%s) names hold `%.*s`", n, k,
-			         (int)e->hold_id.len, e->hold_id.ptr);
-		if (e->authority_id.ptr || e->lease_id.ptr || e->has_lease_epoch)
-			mismatch(v, "event %" PRIu64 " (%s) has an authority", n, k);
-		if (e->exposure != 0)
-			mismatch(v, "event %" PRIu64 " (%s) has exposure_units %" PRIu64, n, k,
-			         e->exposure);
-	}
+	if (e->kind == BS_KIND_INCREMENT_INVOCATION && e->hold_id.ptr)
+		mismatch(v, "event %" PRIu64 " (%s) names hold `%.*s`", n, k, (int)e->hold_id.len,
+		         e->hold_id.ptr);
+	if (tends_hold(e->kind) && !e->hold_id.ptr)
+		mismatch(v, "event %" PRIu64 " (%s) names no hold", n, k);
+	if ((e->kind == BS_KIND_INCREMENT_INVOCATION || e->kind == BS_KIND_EXPIRE_EXPOSURE) &&
+	    (e->authority_id.ptr || e->lease_id.ptr || e->has_lease_epoch))
+		mismatch(v, "event %" PRIu64 " (%s) has an authority", n, k);
+	if ((e->kind == BS_KIND_INCREMENT_INVOCATION || e->kind == BS_KIND_EXTEND_HOLD) &&
+	    e->exposure != 0)
+		mismatch(v, "event %" PRIu64 " (%s) has exposure_units %" PRIu64, n, k,
+		         e->exposure);
 	if (e->kind != BS_KIND_AUTHORIZE_EXPOSURE &&
 	    (e->has_max_cost_per_invocation || e->has_max_total))
 		mismatch(v, "event %" PRIu64 " (%s) has a cost limit; only authorize has", n, k);
-	if (settles(e->kind) && e->has_max_invocations)
+	if (!decides(e->kind) && e->has_max_invocations)
 		mismatch(v, "event %" PRIu64 " (%s) has max_invocations", n, k);
-	if (e->kind != BS_KIND_RECONCILE_SPEND && e->realized != 0)
+	if (e->kind == BS_KIND_EXPIRE_EXPOSURE)
+		check_expiry_realized(v, e);
+	else if (e->kind != BS_KIND_RECONCILE_SPEND && e->realized != 0)
 		mismatch(v, "event %" PRIu64 " (%s) has realized_units %" PRIu64, n, k,
 		         e->realized);
 	if (e->kind == BS_KIND_RECONCILE_SPEND && e->realized > e->exposure)
@@ -609,6 +774,7 @@ static bool check_shape(verifier *v, const logged *e, bool *applied)
 	if (e->count_after_raw < 0 || e->count_after_raw > UINT32_MAX)
 		mismatch(v, "event %" PRIu64 ": invocation_count_after %" PRId64 " is out of range",
 		         n, e->count_after_raw);
+	check_expiry_shape(v, e, *applied);
 	return usable;
 }
 
@@ -655,35 +821,129 @@ static void check_decision(verifier *v, const logged *e, const grant_entry *g, b
 		         e->seq, kind_name(e->kind), denial_name(e->denial), bs_denial_name(want));
 }
 
-/* The hold checks of a settlement (RULES.md, in order). Returns the state
- * the hold moves to, or 0 after reporting why the store would refuse. */
-static bs_disposition check_settlement_hold(verifier *v, const logged *e, const hold_entry *h)
+/* What an applied event takes off its grant or adds to it: the recorded
+ * amounts, except for an expiry, whose amounts follow from its hold (the
+ * store computes them; so does the fold). */
+typedef struct amounts {
+	uint64_t exposure;
+	uint64_t realized;
+	bool uncount; /* an expiry by reverse gives back the hold's invocation */
+} amounts;
+
+static const char *hold_verb(int64_t kind)
+{
+	if (kind == BS_KIND_EXPIRE_EXPOSURE)
+		return "expires";
+	return kind == BS_KIND_EXTEND_HOLD ? "extends" : "settles";
+}
+
+static move move_of(const logged *e, const hold_entry *h)
+{
+	switch (e->kind) {
+	case BS_KIND_REVERSE_EXPOSURE:
+		return MOVE_REVERSE;
+	case BS_KIND_RECONCILE_SPEND:
+		return MOVE_RECONCILE;
+	case BS_KIND_EXPIRE_EXPOSURE:
+		return MOVE_EXPIRE;
+	case BS_KIND_EXTEND_HOLD:
+		return MOVE_EXTEND;
+	default:
+		return e->exposure >= h->remaining ? MOVE_RELEASE_ALL : MOVE_RELEASE_PART;
+	}
+}
+
+/* The amount check of a settlement (RULES.md, per kind). */
+static bool check_settled_amount(verifier *v, const logged *e, const hold_entry *h, move how)
+{
+	const int hl = (int)e->hold_id.len;
+	const char *hp = e->hold_id.ptr;
+
+	if (e->kind == BS_KIND_RELEASE_EXPOSURE && e->exposure > h->remaining) {
+		mismatch(v,
+		         "event %" PRIu64 " releases %" PRIu64 " units from hold `%.*s`, which has"
+		         " %" PRIu64 " remaining",
+		         e->seq, e->exposure, hl, hp, h->remaining);
+		return false;
+	}
+	if (e->kind != BS_KIND_RELEASE_EXPOSURE &&
+	    (e->exposure != h->remaining || (how == MOVE_REVERSE && !h->debited))) {
+		mismatch(v,
+		         "event %" PRIu64 " (%s) settles %" PRIu64 " units of hold `%.*s`, which"
+		         " has %" PRIu64 " remaining",
+		         e->seq, kind_name(e->kind), e->exposure, hl, hp, h->remaining);
+		return false;
+	}
+	return true;
+}
+
+/* The authority rule: the event's authority is the one the hold was
+ * opened with. */
+static bool check_authority(verifier *v, const logged *e, const hold_entry *h)
+{
+	bool has = e->authority_id.ptr != NULL;
+
+	if (has == h->has_authority &&
+	    (!has || (bs_str_eq(e->authority_id, h->authority_id) &&
+	              bs_str_eq(e->lease_id, h->lease_id) && e->lease_epoch == h->lease_epoch)))
+		return true;
+	mismatch(v,
+	         "event %" PRIu64 " (%s) %s hold `%.*s` under another authority than the one it"
+	         " was opened with",
+	         e->seq, kind_name(e->kind), hold_verb(e->kind), (int)e->hold_id.len,
+	         e->hold_id.ptr);
+	return false;
+}
+
+/* An expiry comes at or after the hold's deadline and applies its policy.
+ * budgetd decides both itself: a mismatch is reported and the hold still
+ * expires. */
+static void check_expiry(verifier *v, const logged *e, const hold_entry *h)
 {
 	const uint64_t n = e->seq;
 	const int hl = (int)e->hold_id.len;
 	const char *hp = e->hold_id.ptr, *k = kind_name(e->kind);
-	settle how;
+
+	if (!h->expires_at)
+		mismatch(v, "event %" PRIu64 " (%s) expires hold `%.*s`, which has no deadline", n,
+		         k, hl, hp);
+	else if (e->recorded_at < h->expires_at)
+		mismatch(v,
+		         "event %" PRIu64 " (%s) expires hold `%.*s` at %" PRId64
+		         ", before its deadline %" PRId64,
+		         n, k, hl, hp, e->recorded_at, h->expires_at);
+	if (e->has_on_expiry && h->on_expiry != BS_EXPIRY_NONE && e->on_expiry != h->on_expiry)
+		mismatch(v,
+		         "event %" PRIu64 " (%s) applies on_expiry %s to hold `%.*s`, whose"
+		         " on_expiry is %s",
+		         n, k, expiry_name(e->on_expiry), hl, hp, expiry_name(h->on_expiry));
+}
+
+/* The hold checks of an event that moves a hold (RULES.md, in order).
+ * Returns the state the hold moves to, or 0 after reporting why the store
+ * would refuse the event. */
+static bs_disposition check_hold_move(verifier *v, const logged *e, const hold_entry *h)
+{
+	const uint64_t n = e->seq;
+	const int hl = (int)e->hold_id.len;
+	const char *hp = e->hold_id.ptr, *k = kind_name(e->kind), *verb = hold_verb(e->kind);
+	move how;
 	bs_disposition next;
 
 	if (!h) {
-		mismatch(v, "event %" PRIu64 " (%s) settles hold `%.*s`, which no event opened", n,
-		         k, hl, hp);
+		mismatch(v, "event %" PRIu64 " (%s) %s hold `%.*s`, which no event opened", n, k,
+		         verb, hl, hp);
 		return 0;
 	}
 	if (!bs_str_eq(h->cap, e->cap) || h->grant != e->grant) {
 		mismatch(v,
-		         "event %" PRIu64 " (%s) settles hold `%.*s` of `%.*s`/%" PRIu32
+		         "event %" PRIu64 " (%s) %s hold `%.*s` of `%.*s`/%" PRIu32
 		         " for `%.*s`/%" PRIu32,
-		         n, k, hl, hp, (int)h->cap.len, h->cap.ptr, h->grant, (int)e->cap.len,
+		         n, k, verb, hl, hp, (int)h->cap.len, h->cap.ptr, h->grant, (int)e->cap.len,
 		         e->cap.ptr, e->grant);
 		return 0;
 	}
-	if (e->kind == BS_KIND_REVERSE_EXPOSURE)
-		how = SETTLE_REVERSE;
-	else if (e->kind == BS_KIND_RECONCILE_SPEND)
-		how = SETTLE_RECONCILE;
-	else
-		how = e->exposure >= h->remaining ? SETTLE_RELEASE_ALL : SETTLE_RELEASE_PART;
+	how = move_of(e, h);
 	next = lifecycle_next(h->disposition, how);
 	if (!next) {
 		mismatch(v,
@@ -692,52 +952,111 @@ static bs_disposition check_settlement_hold(verifier *v, const logged *e, const 
 		         n, k, hl, hp, disposition_name(h->disposition));
 		return 0;
 	}
-	if (e->kind == BS_KIND_RELEASE_EXPOSURE && e->exposure > h->remaining) {
-		mismatch(v,
-		         "event %" PRIu64 " releases %" PRIu64 " units from hold `%.*s`, which has"
-		         " %" PRIu64 " remaining",
-		         n, e->exposure, hl, hp, h->remaining);
+	if (settles(e->kind) && !check_settled_amount(v, e, h, how))
 		return 0;
+	if (e->kind == BS_KIND_EXPIRE_EXPOSURE) {
+		check_expiry(v, e, h); /* budgetd takes no authority to expire */
+		return next;
 	}
-	if (e->kind != BS_KIND_RELEASE_EXPOSURE &&
-	    (e->exposure != h->remaining || (how == SETTLE_REVERSE && !h->debited))) {
-		mismatch(v,
-		         "event %" PRIu64 " (%s) settles %" PRIu64 " units of hold `%.*s`, which"
-		         " has %" PRIu64 " remaining",
-		         n, k, e->exposure, hl, hp, h->remaining);
-		return 0;
-	}
-	bool has = e->authority_id.ptr != NULL;
-	if (has != h->has_authority ||
-	    (has && (!bs_str_eq(e->authority_id, h->authority_id) ||
-	             !bs_str_eq(e->lease_id, h->lease_id) || e->lease_epoch != h->lease_epoch))) {
-		mismatch(v,
-		         "event %" PRIu64 " (%s) settles hold `%.*s` under another authority than"
-		         " the one it was opened with",
-		         n, k, hl, hp);
-		return 0;
-	}
-	return next;
+	return check_authority(v, e, h) ? next : 0;
 }
 
-static void settle_hold(verifier *v, const logged *e)
+/* The amounts of an expiry of `h` (open, of this grant; `g` its usage
+ * record before): it takes min(remaining, exposed), realized by capture;
+ * reverse also gives back the invocation the hold counted. The policy is
+ * the hold's (the event's when the hold has none: already reported). */
+static void expire_amounts(verifier *v, const logged *e, const hold_entry *h, const grant_entry *g,
+                           amounts *a)
 {
-	hold_entry *h = hold_get(v, e->hold_id);
-	bs_disposition next = check_settlement_hold(v, e, h);
+	const uint64_t exposed = g ? g->exposed : 0;
+	const int64_t policy = h->on_expiry != BS_EXPIRY_NONE ? h->on_expiry : e->on_expiry;
+	detail d = {{0}, 0, 0};
 
-	if (!next)
-		return;
-	h->remaining = e->kind == BS_KIND_RELEASE_EXPOSURE ? h->remaining - e->exposure : 0;
+	a->exposure = h->remaining < exposed ? h->remaining : exposed;
+	a->realized = policy == BS_EXPIRY_CAPTURE ? a->exposure : 0;
+	a->uncount = policy == BS_EXPIRY_REVERSE && h->debited;
+	detail_u64(&d, "exposure_units", e->exposure, a->exposure);
+	detail_u64(&d, "realized_units", e->realized, a->realized);
+	if (d.count)
+		mismatch(v, "event %" PRIu64 " (%s of hold `%.*s`, on_expiry %s) records %s",
+		         e->seq, kind_name(e->kind), (int)e->hold_id.len, e->hold_id.ptr,
+		         expiry_name(policy), d.text);
+}
+
+/* recorded_at + ttl_seconds: the deadline an authorize or an extend sets. */
+static int64_t deadline_of(verifier *v, const logged *e)
+{
+	int64_t ns, at;
+
+	if (__builtin_mul_overflow(e->ttl, NS_PER_SECOND, &ns) ||
+	    __builtin_add_overflow(e->recorded_at, ns, &at)) {
+		mismatch(v, "event %" PRIu64 ": recorded_at + ttl_seconds overflows i64", e->seq);
+		return INT64_MAX;
+	}
+	return at;
+}
+
+/* The deadline an applied authorize opens its hold with (0: none). */
+static int64_t authorize_deadline(verifier *v, const logged *e)
+{
+	int64_t at;
+
+	if (!e->has_ttl)
+		return 0;
+	at = deadline_of(v, e);
+	if (e->has_expires_at && e->expires_at != at)
+		mismatch(v,
+		         "event %" PRIu64 " (%s of hold `%.*s`) records expires_at %" PRId64
+		         " (the log: %" PRId64 ")",
+		         e->seq, kind_name(e->kind), (int)e->hold_id.len, e->hold_id.ptr,
+		         e->expires_at, at);
+	return at;
+}
+
+/* An extend never moves the deadline earlier; the hold keeps its policy
+ * (CAPTURE when it had none). */
+static void extend_hold(verifier *v, const logged *e, hold_entry *h)
+{
+	int64_t at = deadline_of(v, e);
+	const int64_t policy = h->on_expiry != BS_EXPIRY_NONE ? h->on_expiry : BS_EXPIRY_CAPTURE;
+	detail d = {{0}, 0, 0};
+
+	if (h->expires_at > at)
+		at = h->expires_at;
+	if (e->has_expires_at)
+		detail_i64(&d, "expires_at", e->expires_at, at);
+	if (e->has_on_expiry && e->on_expiry != policy)
+		detail_add(&d, "on_expiry %s (the log: %s)", expiry_name(e->on_expiry),
+		           expiry_name(policy));
+	if (d.count)
+		mismatch(v, "event %" PRIu64 " (%s of hold `%.*s`) records %s", e->seq,
+		         kind_name(e->kind), (int)e->hold_id.len, e->hold_id.ptr, d.text);
+	h->expires_at = at;
+	h->on_expiry = policy;
+}
+
+/* Moves `h` to `next` (checked by check_hold_move). */
+static void move_hold(verifier *v, const logged *e, hold_entry *h, bs_disposition next,
+                      const amounts *a)
+{
+	if (e->kind == BS_KIND_EXTEND_HOLD)
+		extend_hold(v, e, h);
+	else if (e->kind == BS_KIND_RELEASE_EXPOSURE)
+		h->remaining -= a->exposure;
+	else
+		h->remaining = 0;
 	h->disposition = next;
 	h->updated_at = e->recorded_at;
-	if (next != BS_HOLD_OPEN)
+	if (next != BS_HOLD_OPEN) {
+		h->expires_at = 0; /* a final hold has no deadline; it keeps its policy */
 		v->report->open_holds--;
+	}
 }
 
 /* The usage after an applied event, from the usage before (`g`, NULL: no
  * record). Reports what the store would have refused. */
-static void fold_usage(verifier *v, const logged *e, const grant_entry *g, uint32_t *count,
-                       uint64_t *exposed, uint64_t *realized)
+static void fold_usage(verifier *v, const logged *e, const amounts *a, const grant_entry *g,
+                       uint32_t *count, uint64_t *exposed, uint64_t *realized)
 {
 	const uint64_t n = e->seq;
 	const char *k = kind_name(e->kind);
@@ -751,30 +1070,34 @@ static void fold_usage(verifier *v, const logged *e, const grant_entry *g, uint3
 			         k);
 		else
 			(*count)++;
-		if (__builtin_add_overflow(*exposed, e->exposure, exposed))
+		if (__builtin_add_overflow(*exposed, a->exposure, exposed))
 			mismatch(v, "event %" PRIu64 " (%s) takes the exposed cost beyond u64", n,
 			         k);
 		return;
 	}
 	if (!g)
 		mismatch(v,
-		         "event %" PRIu64 " (%s) settles `%.*s`/%" PRIu32
-		         ", which has no usage record",
-		         n, k, (int)e->cap.len, e->cap.ptr, e->grant);
-	if (e->kind != BS_KIND_RELEASE_EXPOSURE) {
+		         "event %" PRIu64 " (%s) %s `%.*s`/%" PRIu32 ", which has no usage record",
+		         n, k, e->kind == BS_KIND_EXTEND_HOLD ? "extends a hold of" : "settles",
+		         (int)e->cap.len, e->cap.ptr, e->grant);
+	if (e->kind == BS_KIND_EXTEND_HOLD)
+		return; /* the amounts stay; only the record's seq moves */
+	if (e->kind == BS_KIND_REVERSE_EXPOSURE || e->kind == BS_KIND_RECONCILE_SPEND) {
 		if (*count == 0)
 			mismatch(v, "event %" PRIu64 " (%s) finds no invocation to settle", n, k);
 		else if (e->kind == BS_KIND_REVERSE_EXPOSURE)
 			(*count)--;
+	} else if (a->uncount && *count > 0) {
+		(*count)--;
 	}
-	if (*exposed < e->exposure)
+	if (*exposed < a->exposure)
 		mismatch(v,
 		         "event %" PRIu64 " (%s) removes %" PRIu64 " units of %" PRIu64 " exposed",
-		         n, k, e->exposure, *exposed);
+		         n, k, a->exposure, *exposed);
 	else
-		*exposed -= e->exposure;
-	if (e->kind == BS_KIND_RECONCILE_SPEND &&
-	    __builtin_add_overflow(*realized, e->realized, realized))
+		*exposed -= a->exposure;
+	if ((e->kind == BS_KIND_RECONCILE_SPEND || e->kind == BS_KIND_EXPIRE_EXPOSURE) &&
+	    __builtin_add_overflow(*realized, a->realized, realized))
 		mismatch(v, "event %" PRIu64 " takes the realized spend beyond u64", n);
 }
 
@@ -795,6 +1118,10 @@ static void check_after_values(verifier *v, const logged *e, uint32_t count, uin
 static void fold_event(verifier *v, const logged *e, bool applied)
 {
 	grant_entry *g = grant_get(v, e->cap, e->grant);
+	hold_entry *h = NULL;
+	bs_disposition next = 0;
+	amounts a = {e->exposure, e->realized,
+	             e->kind == BS_KIND_EXPIRE_EXPOSURE && e->on_expiry == BS_EXPIRY_REVERSE};
 	uint32_t count;
 	uint64_t exposed, realized;
 
@@ -805,19 +1132,25 @@ static void fold_event(verifier *v, const logged *e, bool applied)
 		                   false);
 		return;
 	}
-	fold_usage(v, e, g, &count, &exposed, &realized);
+	if (e->hold_id.ptr && !decides(e->kind)) {
+		h = hold_get(v, e->hold_id);
+		next = check_hold_move(v, e, h);
+		if (next && e->kind == BS_KIND_EXPIRE_EXPOSURE)
+			expire_amounts(v, e, h, g, &a);
+	}
+	fold_usage(v, e, &a, g, &count, &exposed, &realized);
 	check_after_values(v, e, count, exposed, realized, true);
 	if (e->hold_id.ptr && e->kind == BS_KIND_AUTHORIZE_EXPOSURE) {
-		const hold_entry *h = hold_get(v, e->hold_id);
-		if (h)
+		const hold_entry *opened = hold_get(v, e->hold_id);
+		if (opened)
 			mismatch(v,
 			         "event %" PRIu64 " opens hold `%.*s`, which event %" PRIu64
 			         " already opened",
-			         e->seq, (int)e->hold_id.len, e->hold_id.ptr, h->opened_by);
-		else if (!hold_open(v, e))
+			         e->seq, (int)e->hold_id.len, e->hold_id.ptr, opened->opened_by);
+		else if (!hold_open(v, e, authorize_deadline(v, e)))
 			return;
-	} else if (e->hold_id.ptr && settles(e->kind)) {
-		settle_hold(v, e);
+	} else if (next) {
+		move_hold(v, e, h, next, &a);
 	}
 	if (!g && !(g = grant_new(v, e->cap, e->grant)))
 		return;
@@ -923,7 +1256,38 @@ static const column_rule hold_columns[] = {
         {"lease_epoch", SQLITE_INTEGER, true},
         {"created_at", SQLITE_INTEGER, false},
         {"updated_at", SQLITE_INTEGER, false},
+        {"expires_at", SQLITE_INTEGER, true},
+        {"on_expiry", SQLITE_INTEGER, true},
 };
+#define HOLD_COLUMN_COUNT ((int)(sizeof(hold_columns) / sizeof(hold_columns[0])))
+
+#define VALUE_LEN_MAX 24
+
+static void format_value(char *buf, int64_t x, const char *(*name)(int64_t))
+{
+	if (name)
+		(void)snprintf(buf, VALUE_LEN_MAX, "%s", name(x));
+	else
+		(void)snprintf(buf, VALUE_LEN_MAX, "%" PRId64, x);
+}
+
+/* A column where NULL stands for 0 (no deadline, no policy): a stored 0 is
+ * a mismatch too. `name` prints a value (NULL: as a number). */
+static void detail_nullable(detail *d, const char *field, sqlite3_stmt *st, int i, int64_t want,
+                            const char *(*name)(int64_t))
+{
+	const bool null = col_null(st, i);
+	const int64_t found = col_i64(st, i);
+	char f[VALUE_LEN_MAX] = "unset", w[VALUE_LEN_MAX] = "unset";
+
+	if (null ? want == 0 : found == want && want != 0)
+		return;
+	if (!null)
+		format_value(f, found, name);
+	if (want)
+		format_value(w, want, name);
+	detail_add(d, "%s %s (the log: %s)", field, f, w);
+}
 
 static void compare_hold_row(verifier *v, sqlite3_stmt *st)
 {
@@ -935,7 +1299,7 @@ static void compare_hold_row(verifier *v, sqlite3_stmt *st)
 	(void)snprintf(row, sizeof(row), "hold `%.*s`",
 	               (int)(id.len > BS_ID_LEN_MAX ? BS_ID_LEN_MAX : id.len),
 	               id.ptr ? id.ptr : "");
-	check_types(v, st, hold_columns, 12, row);
+	check_types(v, st, hold_columns, HOLD_COLUMN_COUNT, row);
 	if (id.ptr && id.len <= BS_ID_LEN_MAX)
 		h = hold_get(v, id);
 	if (!h) {
@@ -963,10 +1327,17 @@ static void compare_hold_row(verifier *v, sqlite3_stmt *st)
 		detail_u64(&d, "lease_epoch", col_u64(st, 9), h->lease_epoch);
 	detail_i64(&d, "created_at", col_i64(st, 10), h->created_at);
 	detail_i64(&d, "updated_at", col_i64(st, 11), h->updated_at);
+	detail_nullable(&d, "expires_at", st, 12, h->expires_at, NULL);
+	detail_nullable(&d, "on_expiry", st, 13, h->on_expiry, expiry_name);
 	if (d.count)
 		mismatch(v, "%s differs from the log through event %" PRIu64 ": %s", row,
 		         v->materialized_seq, d.text);
 }
+
+#define HOLD_SELECT                                                                                \
+	"SELECT hold_id, capability_id, grant_index, authorized_units, remaining_units,"           \
+	" debited_invocation, disposition, authority_id, lease_id, lease_epoch, created_at,"       \
+	" updated_at"
 
 static int compare_holds(verifier *v)
 {
@@ -974,9 +1345,9 @@ static int compare_holds(verifier *v)
 	int step;
 
 	if (prepare(v,
-	            "SELECT hold_id, capability_id, grant_index, authorized_units,"
-	            " remaining_units, debited_invocation, disposition, authority_id, lease_id,"
-	            " lease_epoch, created_at, updated_at FROM holds",
+	            v->schema >= VERIFY_SCHEMA_EXPIRY ? HOLD_SELECT
+	                    ", expires_at, on_expiry FROM holds"
+	                                              : HOLD_SELECT ", NULL, NULL FROM holds",
 	            &st))
 		return v->fatal;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1147,6 +1518,12 @@ static void check_sequence(verifier *v, uint64_t seq)
 	v->prev_seq = seq;
 }
 
+#define EVENT_SELECT                                                                               \
+	"SELECT event_seq, event_id, hold_id, capability_id, grant_index, kind, allowed, denial,"  \
+	" recorded_at, usage_seq, exposure_units, realized_units, max_invocations,"                \
+	" max_cost_per_invocation, max_total_cost_units, invocation_count_after, exposed_after,"   \
+	" realized_after, authority_id, lease_id, lease_epoch, caller"
+
 static int stream_events(verifier *v)
 {
 	sqlite3_stmt *st;
@@ -1156,11 +1533,10 @@ static int stream_events(verifier *v)
 	int step = SQLITE_DONE;
 
 	if (prepare(v,
-	            "SELECT event_seq, event_id, hold_id, capability_id, grant_index, kind,"
-	            " allowed, denial, recorded_at, usage_seq, exposure_units, realized_units,"
-	            " max_invocations, max_cost_per_invocation, max_total_cost_units,"
-	            " invocation_count_after, exposed_after, realized_after, authority_id,"
-	            " lease_id, lease_epoch FROM events ORDER BY event_seq",
+	            v->schema >= VERIFY_SCHEMA_EXPIRY
+	                    ? EVENT_SELECT ", ttl_seconds, expires_at, on_expiry"
+	                                   " FROM events ORDER BY event_seq"
+	                    : EVENT_SELECT ", NULL, NULL, NULL FROM events ORDER BY event_seq",
 	            &st))
 		return v->fatal;
 	while (!v->fatal && (step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1204,7 +1580,6 @@ static int query_u64(verifier *v, const char *sql, uint64_t *out, bool *found)
 
 static int open_database(verifier *v, const char *path)
 {
-	uint64_t version;
 	bool found;
 	int rc = sqlite3_open_v2(path, &v->db,
 	                         SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
@@ -1215,14 +1590,14 @@ static int open_database(verifier *v, const char *path)
 		            v->db ? sqlite3_errmsg(v->db) : sqlite3_errstr(rc));
 	if (sqlite3_busy_timeout(v->db, VERIFY_BUSY_TIMEOUT_MS) != SQLITE_OK)
 		return sql_failure(v, "setting the busy timeout");
-	if (query_u64(v, "PRAGMA user_version", &version, &found))
+	if (query_u64(v, "PRAGMA user_version", &v->schema, &found))
 		return fail(v, BS_ESTORAGE, "%s is not a readable SQLite database: %s", path,
 		            sqlite3_errmsg(v->db));
-	if (version != BS_SCHEMA_VERSION)
+	if (v->schema < VERIFY_SCHEMA_MIN || v->schema > BS_SCHEMA_VERSION)
 		return fail(v, BS_ESTORAGE,
-		            "%s is not a budgetd database of schema version %d (it has version"
-		            " %" PRIu64 ")",
-		            path, BS_SCHEMA_VERSION, version);
+		            "%s is not a budgetd database of schema version %d to %d (it has"
+		            " version %" PRIu64 ")",
+		            path, VERIFY_SCHEMA_MIN, BS_SCHEMA_VERSION, v->schema);
 	return BS_OK;
 }
 

@@ -433,6 +433,10 @@ static const char *kind_short(bs_kind k)
 		return "reverse";
 	case BS_KIND_RECONCILE_SPEND:
 		return "reconcile";
+	case BS_KIND_EXPIRE_EXPOSURE:
+		return "expire";
+	case BS_KIND_EXTEND_HOLD:
+		return "extend";
 	}
 	return "?";
 }

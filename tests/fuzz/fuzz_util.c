@@ -67,7 +67,7 @@ void fuzz_check_hold(const char *what, const bs_hold *h)
 {
 	FUZZ_CHECK(fuzz_id_shape_ok(h->hold_id) && fuzz_id_shape_ok(h->capability_id),
 	           "%s: hold with a malformed hold_id or capability_id", what);
-	FUZZ_CHECK(h->disposition >= BS_HOLD_OPEN && h->disposition <= BS_HOLD_RECONCILED,
+	FUZZ_CHECK(h->disposition >= BS_HOLD_OPEN && h->disposition <= BS_HOLD_EXPIRED,
 	           "%s: hold %.*s: disposition %d", what, (int)h->hold_id.len, h->hold_id.ptr,
 	           (int)h->disposition);
 	FUZZ_CHECK(h->remaining_units <= h->authorized_units,
@@ -98,7 +98,7 @@ void fuzz_check_event(const char *what, const bs_event *e, uint64_t commit_index
 	           "%s: event %" PRIu64 " with a malformed hold_id", what, e->event_seq);
 	FUZZ_CHECK(!e->caller.ptr || fuzz_id_shape_ok(e->caller),
 	           "%s: event %" PRIu64 " with a malformed caller", what, e->event_seq);
-	FUZZ_CHECK(e->kind >= BS_KIND_INCREMENT_INVOCATION && e->kind <= BS_KIND_RECONCILE_SPEND,
+	FUZZ_CHECK(e->kind >= BS_KIND_INCREMENT_INVOCATION && e->kind <= BS_KIND_EXTEND_HOLD,
 	           "%s: event %" PRIu64 " of kind %d", what, e->event_seq, (int)e->kind);
 	FUZZ_CHECK(e->has_allowed == limited, "%s: event %" PRIu64 " (%s): has_allowed=%d", what,
 	           e->event_seq, bs_kind_name(e->kind), e->has_allowed);
@@ -117,8 +117,9 @@ void fuzz_check_event(const char *what, const bs_event *e, uint64_t commit_index
 	FUZZ_CHECK(!__builtin_add_overflow(e->exposed_after, e->realized_after, &sum),
 	           "%s: event %" PRIu64 ": exposed_after + realized_after overflows", what,
 	           e->event_seq);
-	FUZZ_CHECK(e->kind == BS_KIND_RECONCILE_SPEND ? e->realized_units <= e->exposure_units
-	                                              : e->realized_units == 0,
+	FUZZ_CHECK(e->kind == BS_KIND_RECONCILE_SPEND || e->kind == BS_KIND_EXPIRE_EXPOSURE
+	                   ? e->realized_units <= e->exposure_units
+	                   : e->realized_units == 0,
 	           "%s: event %" PRIu64 " (%s): realized %" PRIu64 ", exposure %" PRIu64, what,
 	           e->event_seq, bs_kind_name(e->kind), e->realized_units, e->exposure_units);
 	FUZZ_CHECK(e->kind != BS_KIND_INCREMENT_INVOCATION ||

@@ -47,6 +47,12 @@ Test(caller, is_validated_like_an_id)
 	bs_store_close(s);
 }
 
+/* Undoes schema 4 (hold deadlines). */
+#define SCHEMA_4_TO_3                                                                              \
+	"DROP INDEX holds_by_deadline; ALTER TABLE events DROP COLUMN ttl_seconds;"                \
+	" ALTER TABLE events DROP COLUMN expires_at; ALTER TABLE events DROP COLUMN on_expiry;"    \
+	" ALTER TABLE holds DROP COLUMN expires_at; ALTER TABLE holds DROP COLUMN on_expiry;"
+
 static void exec_sql(const char *path, const char *sql)
 {
 	sqlite3 *db;
@@ -68,8 +74,8 @@ Test(caller, a_version_1_database_is_migrated_and_keeps_its_events)
 	(void)apply_ok(s, &m);
 	bs_store_close(s);
 	/* What a database written by budgetd with schema 1 looks like. */
-	exec_sql(path, "ALTER TABLE events DROP COLUMN caller; DROP INDEX holds_by_age;"
-	               " PRAGMA user_version = 1;");
+	exec_sql(path, SCHEMA_4_TO_3 "ALTER TABLE events DROP COLUMN caller;"
+	                             " DROP INDEX holds_by_age; PRAGMA user_version = 1;");
 
 	s = th_open_path(path);
 	bs_outcome replay = apply_ok(s, &m);

@@ -1,14 +1,17 @@
 /* test_verify.c - bs_verify_file and bs_backup_file on real database files:
  * a good ledger verifies (materialized or not, and while the store has it
- * open), every kind of tampering is found with its own message, and a
- * backup is a consistent, verified, self-contained copy that never replaces
- * a file. */
+ * open, with hold deadlines set, extended and expired by each policy, and
+ * in a schema v3 file), every kind of tampering is found with its own
+ * message, and a backup is a consistent, verified, self-contained copy that
+ * never replaces a file. */
 #define _GNU_SOURCE
 #include "helpers.h"
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,6 +21,8 @@
 TestSuite(verify, .init = th_setup_tmpdir, .fini = th_teardown_tmpdir);
 TestSuite(tamper, .init = th_setup_tmpdir, .fini = th_teardown_tmpdir);
 TestSuite(backup, .init = th_setup_tmpdir, .fini = th_teardown_tmpdir);
+TestSuite(expiry, .init = th_setup_tmpdir, .fini = th_teardown_tmpdir);
+TestSuite(tamper_expiry, .init = th_setup_tmpdir, .fini = th_teardown_tmpdir);
 
 #define LEDGER_EVENTS     15
 #define LEDGER_GRANTS     4
@@ -26,6 +31,14 @@ TestSuite(backup, .init = th_setup_tmpdir, .fini = th_teardown_tmpdir);
 #define CLOCK_STEP_NS     1000
 #define PREFILL_BATCHES   80 /* of BATCH_SIZE events: a database of many backup steps */
 #define BATCH_SIZE        1000
+#define SEC               ((int64_t)1000000000)
+/* The expiry ledger (build_expiry_ledger). */
+#define EXPIRY_EVENTS     16
+#define EXPIRY_GRANTS     2
+#define EXPIRY_HOLDS      6
+#define EXPIRY_OPEN_HOLDS 1 /* h-ext */
+#define EXPIRY_EXPIRED    4 /* h-cap, h-rel, h-rev, h-late */
+#define EXPIRY_WAIT_NS    (120 * SEC)
 
 static char db_path[1024];
 
@@ -431,6 +444,434 @@ Test(tamper, more_mismatches_than_kept_are_counted)
 	bs_verify_report *r = expect_mismatch("has unknown kind 9");
 	cr_assert_eq(r->n_mismatches, BS_VERIFY_MISMATCHES_MAX);
 	cr_assert_gt(r->mismatch_count, BS_VERIFY_MISMATCHES_MAX);
+}
+
+/* --- hold deadlines: authorize with a ttl, extend, expire ------------------------- */
+
+static bs_mutation with_ttl(bs_mutation m, uint32_t ttl, bs_expiry policy)
+{
+	m.ttl_seconds = ttl;
+	m.on_expiry = policy;
+	return m;
+}
+
+static bs_mutation extend(const char *cap, uint64_t grant, const char *hold, uint32_t ttl)
+{
+	bs_mutation m = th_authorize(cap, grant, 0, hold);
+
+	m.kind = BS_KIND_EXTEND_HOLD;
+	m.ttl_seconds = ttl;
+	return m;
+}
+
+static uint32_t expire_due(bs_store *s)
+{
+	uint32_t n = 0;
+	bs_error err = {0};
+
+	cr_assert_eq(bs_store_expire_due(s, 100, &n, &err), BS_OK, "%s", err.message);
+	return n;
+}
+
+/* Events 1 .. 12 set, move, keep and drop deadlines; then the clock moves
+ * past all but one and the store expires the rest (13 .. 16):
+ *   cap-x/0: 1 authorize h-cap (10, ttl 60, capture by default), 2 authorize
+ *            h-rel (20, ttl 60, release), 3 authorize h-rev (30, ttl 60,
+ *            reverse), 4 release 4 of h-cap (its deadline stays)
+ *   cap-y/1: 5 authorize h-ext (40, ttl 30, lease a1/l1/3), 6 extend h-ext
+ *            (ttl 600), 7 extend h-ext (ttl 10: the deadline stays),
+ *            8 authorize h-late (5, no deadline), 9 extend h-late (ttl 60:
+ *            capture), 10 authorize h-done (7, ttl 60, reverse),
+ *            11 reconcile h-done (drops its deadline), 12 denied authorize
+ *            with a ttl (max_total)
+ *   120 s later: 13 expire h-cap (6 captured), 14 h-rel (20 released),
+ *            15 h-rev (30 and its invocation given back), 16 h-late (5
+ *            captured); h-ext stays open. */
+static void build_expiry_ledger(bs_store *s)
+{
+	bs_mutation m[12];
+
+	m[0] = with_ttl(th_authorize("cap-x", 0, 10, "h-cap"), 60, BS_EXPIRY_NONE);
+	m[1] = with_ttl(th_authorize("cap-x", 0, 20, "h-rel"), 60, BS_EXPIRY_RELEASE);
+	m[2] = with_ttl(th_authorize("cap-x", 0, 30, "h-rev"), 60, BS_EXPIRY_REVERSE);
+	m[3] = th_release("cap-x", 0, 4, "h-cap");
+	m[4] = with_ttl(th_authorize("cap-y", 1, 40, "h-ext"), 30, BS_EXPIRY_NONE);
+	m[5] = extend("cap-y", 1, "h-ext", 600);
+	m[6] = extend("cap-y", 1, "h-ext", 10);
+	for (int i = 4; i <= 6; i++)
+		th_set_authority(&m[i], "a1", "l1", 3);
+	th_set_event(&m[5], "x-6");
+	m[7] = th_authorize("cap-y", 1, 5, "h-late");
+	m[8] = extend("cap-y", 1, "h-late", 60);
+	m[9] = with_ttl(th_authorize("cap-y", 1, 7, "h-done"), 60, BS_EXPIRY_REVERSE);
+	m[10] = th_reconcile("cap-y", 1, 7, 7, "h-done");
+	m[11] = with_ttl(th_authorize("cap-y", 1, 100, "h-denied"), 60, BS_EXPIRY_RELEASE);
+	th_set_max_total(&m[11], 10);
+	for (int i = 0; i < 12; i++)
+		step(s, &m[i], i != 11);
+	th_now += EXPIRY_WAIT_NS;
+	cr_assert_eq(expire_due(s), EXPIRY_EXPIRED);
+	cr_assert_eq(expire_due(s), 0, "a hold expires once");
+}
+
+/* The store did what the ledger above says (so that a clean verification
+ * means something). */
+static void expect_expiry_ledger(bs_store *s)
+{
+	cr_assert_eq(th_commit_index(s), EXPIRY_EVENTS);
+	expect_usage(s, "cap-x", 0, 2, 0, 6);
+	expect_usage(s, "cap-y", 1, 3, 40, 12);
+	expect_hold(s, "h-cap", BS_HOLD_EXPIRED, 10, 0);
+	expect_hold(s, "h-rel", BS_HOLD_EXPIRED, 20, 0);
+	expect_hold(s, "h-rev", BS_HOLD_EXPIRED, 30, 0);
+	expect_hold(s, "h-late", BS_HOLD_EXPIRED, 5, 0);
+	expect_hold(s, "h-done", BS_HOLD_RECONCILED, 7, 0);
+	expect_hold(s, "h-ext", BS_HOLD_OPEN, 40, 40);
+}
+
+static void closed_expiry_ledger(void)
+{
+	bs_store *s = th_open_path(db());
+
+	build_expiry_ledger(s);
+	expect_expiry_ledger(s);
+	bs_store_close(s);
+}
+
+/* One integer from the file (the first column of the first row). */
+static int64_t query(const char *sql)
+{
+	sqlite3 *d = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t x;
+
+	cr_assert_eq(sqlite3_open_v2(db(), &d, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(d, sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sql,
+	             sqlite3_errmsg(d));
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s: no row", sql);
+	x = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	cr_assert_eq(sqlite3_close(d), SQLITE_OK);
+	return x;
+}
+
+/* The event_seq of the expiry of `hold`. */
+static int64_t expiry_of(const char *hold)
+{
+	char sql[200];
+
+	snprintf(sql, sizeof(sql), "SELECT event_seq FROM events WHERE kind = 6 AND hold_id = '%s'",
+	         hold);
+	return query(sql);
+}
+
+/* expect_mismatch with a formatted part. */
+__attribute__((format(printf, 1, 2))) static bs_verify_report *expect_mismatchf(const char *fmt,
+                                                                                ...)
+{
+	char part[BS_VERIFY_MISMATCH_LEN_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(part, sizeof(part), fmt, ap);
+	va_end(ap);
+	return expect_mismatch(part);
+}
+
+Test(expiry, a_closed_ledger_with_deadlines_is_consistent)
+{
+	closed_expiry_ledger();
+	bs_verify_report *r = verify_ok(db());
+
+	expect_consistent(r, EXPIRY_EVENTS, EXPIRY_EVENTS);
+	cr_assert_eq(r->usage_records, EXPIRY_GRANTS);
+	cr_assert_eq(r->holds, EXPIRY_HOLDS);
+	cr_assert_eq(r->open_holds, EXPIRY_OPEN_HOLDS);
+	cr_assert_eq(r->derived_holds, EXPIRY_HOLDS);
+	/* What was verified is what the spec says the store records. */
+	cr_assert_eq(query("SELECT count(*) FROM events WHERE kind = 6 AND event_id IS NULL"
+	                   " AND allowed IS NULL AND usage_seq = event_seq AND caller = 'budgetd'"),
+	             EXPIRY_EXPIRED);
+	cr_assert_eq(query("SELECT count(*) FROM holds WHERE expires_at IS NOT NULL"), 1);
+	cr_assert_eq(query("SELECT on_expiry FROM holds WHERE hold_id = 'h-late'"),
+	             BS_EXPIRY_CAPTURE);
+	cr_assert_eq(query("SELECT on_expiry FROM events WHERE event_seq = 15"), BS_EXPIRY_REVERSE);
+}
+
+Test(expiry, a_live_ledger_with_deadlines_is_consistent_at_every_materialization)
+{
+	bs_store *s = th_open_path(db());
+	bs_error err = {0};
+
+	build_expiry_ledger(s);
+	expect_consistent(verify_ok(db()), EXPIRY_EVENTS, 0);
+	cr_assert_eq(bs_store_checkpoint(s, &err), BS_OK, "%s", err.message);
+	expect_consistent(verify_ok(db()), EXPIRY_EVENTS, EXPIRY_EVENTS);
+	/* One more extend and expiry after the checkpoint. */
+	bs_mutation m = extend("cap-y", 1, "h-ext", 30);
+	th_set_authority(&m, "a1", "l1", 3);
+	step(s, &m, true);
+	th_now += 700 * SEC;
+	cr_assert_eq(expire_due(s), 1);
+	expect_hold(s, "h-ext", BS_HOLD_EXPIRED, 40, 0);
+	bs_verify_report *r = verify_ok(db());
+	expect_consistent(r, EXPIRY_EVENTS + 2, EXPIRY_EVENTS);
+	cr_assert_eq(r->open_holds, 0);
+	bs_store_close(s);
+	expect_consistent(verify_ok(db()), EXPIRY_EVENTS + 2, EXPIRY_EVENTS + 2);
+}
+
+/* A file of schema v3 (budgetd before deadlines): the classic ledger, with
+ * the v4 columns and index removed again. */
+Test(expiry, a_schema_v3_database_is_consistent)
+{
+	closed_ledger();
+	tamper("DROP INDEX holds_by_deadline;"
+	       " ALTER TABLE holds DROP COLUMN expires_at; ALTER TABLE holds DROP COLUMN on_expiry;"
+	       " ALTER TABLE events DROP COLUMN ttl_seconds;"
+	       " ALTER TABLE events DROP COLUMN expires_at;"
+	       " ALTER TABLE events DROP COLUMN on_expiry; PRAGMA user_version = 3");
+	bs_verify_report *r = verify_ok(db());
+
+	expect_consistent(r, LEDGER_EVENTS, LEDGER_EVENTS);
+	cr_assert_eq(r->holds, LEDGER_HOLDS);
+	/* v3 has no expiry kinds. */
+	tamper("DROP TRIGGER events_no_update; UPDATE events SET kind = 7 WHERE event_seq = 15");
+	expect_mismatch("event 15 has unknown kind 7");
+}
+
+Test(expiry, an_older_or_newer_schema_is_an_error)
+{
+	closed_ledger();
+	bs_verify_report r;
+	bs_error err = {0};
+
+	tamper("PRAGMA user_version = 2");
+	cr_assert_eq(bs_verify_file(db(), &r, &err), BS_ESTORAGE);
+	cr_assert(strstr(err.message, "not a budgetd database of schema version 3 to"), "%s",
+	          err.message);
+	tamper("PRAGMA user_version = 99");
+	cr_assert_eq(bs_verify_file(db(), &r, &err), BS_ESTORAGE);
+	cr_assert(strstr(err.message, "(it has version 99)"), "%s", err.message);
+}
+
+Test(tamper_expiry, an_expirys_amount)
+{
+	closed_expiry_ledger();
+	int64_t n = expiry_of("h-cap");
+	tamper("DROP TRIGGER events_no_update; UPDATE events SET exposure_units = 5,"
+	       " realized_units = 5 WHERE kind = 6 AND hold_id = 'h-cap'");
+	bs_verify_report *r = expect_mismatchf(
+	        "event %" PRId64 " (expire_exposure of hold `h-cap`, on_expiry capture) records"
+	        " exposure_units 5 (the log: 6), realized_units 5 (the log: 6)",
+	        n);
+	/* The fold takes what the hold had: the after-values still agree. */
+	cr_assert_eq(r->mismatch_count, 1);
+}
+
+Test(tamper_expiry, an_expiry_that_realizes_by_release)
+{
+	closed_expiry_ledger();
+	int64_t n = expiry_of("h-rel");
+	tamper("DROP TRIGGER events_no_update; UPDATE events SET realized_units = 20"
+	       " WHERE kind = 6 AND hold_id = 'h-rel'");
+	expect_mismatchf("event %" PRId64 " (expire_exposure, on_expiry release) realizes 20 of the"
+	                 " 20 units it takes",
+	                 n);
+	expect_mismatchf("event %" PRId64 " (expire_exposure of hold `h-rel`, on_expiry release)"
+	                 " records realized_units 20 (the log: 0)",
+	                 n);
+}
+
+Test(tamper_expiry, an_expiry_under_another_policy)
+{
+	closed_expiry_ledger();
+	int64_t n = expiry_of("h-rev");
+	tamper("DROP TRIGGER events_no_update; UPDATE events SET on_expiry = 2"
+	       " WHERE kind = 6 AND hold_id = 'h-rev'");
+	bs_verify_report *r = expect_mismatchf("event %" PRId64 " (expire_exposure) applies"
+	                                       " on_expiry release to hold `h-rev`, whose"
+	                                       " on_expiry is reverse",
+	                                       n);
+	cr_assert_eq(r->mismatch_count, 1);
+}
+
+Test(tamper_expiry, an_expiry_before_the_deadline)
+{
+	closed_expiry_ledger();
+	int64_t n = expiry_of("h-rel");
+	int64_t deadline = query("SELECT expires_at FROM events WHERE hold_id = 'h-rel'"
+	                         " AND kind = 2");
+	int64_t at = query("SELECT recorded_at FROM events WHERE kind = 6 AND hold_id = 'h-rel'");
+	tamper("DROP TRIGGER events_no_update; UPDATE events SET recorded_at = recorded_at - 61"
+	       " * 1000000000 WHERE kind = 6 AND hold_id = 'h-rel'");
+	expect_mismatchf("event %" PRId64 " (expire_exposure) expires hold `h-rel` at %" PRId64
+	                 ", before its deadline %" PRId64,
+	                 n, at - 61 * SEC, deadline);
+}
+
+Test(tamper_expiry, an_expiry_of_a_hold_without_deadline)
+{
+	closed_expiry_ledger();
+	int64_t n = expiry_of("h-late");
+	/* h-late's deadline came from event 9, the extend: make it another kind. */
+	tamper("DROP TRIGGER events_no_update; UPDATE events SET kind = 4, ttl_seconds = NULL,"
+	       " expires_at = NULL, on_expiry = NULL WHERE event_seq = 9");
+	expect_mismatchf("event %" PRId64 " (expire_exposure) expires hold `h-late`, which has no"
+	                 " deadline",
+	                 n);
+}
+
+Test(tamper_expiry, an_expiry_of_a_settled_hold)
+{
+	closed_expiry_ledger();
+	/* h-done was reconciled: a forged expiry of it, otherwise well-formed. */
+	tamper("INSERT INTO events (event_seq, event_id, hold_id, capability_id, grant_index,"
+	       " kind, allowed, denial, recorded_at, usage_seq, exposure_units, realized_units,"
+	       " invocation_count_after, exposed_after, realized_after, caller, on_expiry)"
+	       " VALUES (17, NULL, 'h-done', 'cap-y', 1, 6, NULL, 0, 9000000000000000000, 17, 0,"
+	       " 0, 3, 40, 12, 'budgetd', 1)");
+	bs_verify_report *r = expect_mismatch("event 17 (expire_exposure) moves hold `h-done` out"
+	                                      " of reconciled; only an open hold moves");
+	cr_assert_eq(r->mismatch_count, 1);
+}
+
+Test(tamper_expiry, a_settlement_of_an_expired_hold)
+{
+	closed_expiry_ledger();
+	tamper("INSERT INTO events (event_seq, event_id, hold_id, capability_id, grant_index,"
+	       " kind, allowed, denial, recorded_at, usage_seq, exposure_units, realized_units,"
+	       " invocation_count_after, exposed_after, realized_after)"
+	       " VALUES (17, NULL, 'h-rel', 'cap-x', 0, 4, NULL, 0, 9000000000000000000, 17, 0, 0,"
+	       " 2, 0, 6)");
+	bs_verify_report *r = expect_mismatch("event 17 (release_exposure) moves hold `h-rel` out"
+	                                      " of expired; only an open hold moves");
+	cr_assert_eq(r->mismatch_count, 1);
+}
+
+Test(tamper_expiry, an_expiry_recorded_as_a_client_mutation)
+{
+	closed_expiry_ledger();
+	int64_t n = expiry_of("h-cap");
+	tamper("DROP TRIGGER events_no_update; UPDATE events SET event_id = 'forged',"
+	       " caller = 'mallory', authority_id = 'a1', lease_id = 'l1', lease_epoch = 3,"
+	       " allowed = 1, ttl_seconds = 5 WHERE kind = 6 AND hold_id = 'h-cap'");
+	expect_mismatchf("event %" PRId64 " (expire_exposure) stores event_id `forged`; budgetd"
+	                 " generates the id of an expiry",
+	                 n);
+	expect_mismatchf("event %" PRId64 " (expire_exposure) records caller `mallory`, not"
+	                 " `budgetd`",
+	                 n);
+	expect_mismatchf("event %" PRId64 " (expire_exposure) has an authority", n);
+	expect_mismatchf("event %" PRId64 " (expire_exposure) records a decision (allowed = 1)", n);
+	expect_mismatchf("event %" PRId64 " (expire_exposure) records ttl_seconds, which its kind"
+	                 " does not have",
+	                 n);
+}
+
+Test(tamper_expiry, an_extend_that_moves_the_deadline_earlier)
+{
+	closed_expiry_ledger();
+	int64_t want = query("SELECT expires_at FROM events WHERE event_seq = 6");
+	/* Event 7 (ttl 10) keeps the deadline event 6 set; claim it moved. */
+	tamper("DROP TRIGGER events_no_update; UPDATE events SET expires_at = recorded_at + 10"
+	       " * 1000000000 WHERE event_seq = 7");
+	int64_t claimed = query("SELECT expires_at FROM events WHERE event_seq = 7");
+	bs_verify_report *r = expect_mismatchf("event 7 (extend_hold of hold `h-ext`) records"
+	                                       " expires_at %" PRId64 " (the log: %" PRId64 ")",
+	                                       claimed, want);
+	cr_assert_eq(r->mismatch_count, 1);
+}
+
+Test(tamper_expiry, an_extend_with_exposure_and_without_ttl)
+{
+	closed_expiry_ledger();
+	tamper("DROP TRIGGER events_no_update; UPDATE events SET exposure_units = 3,"
+	       " ttl_seconds = NULL WHERE event_seq = 9");
+	expect_mismatch("event 9 (extend_hold) has exposure_units 3");
+	expect_mismatch("event 9 (extend_hold) records no ttl_seconds");
+}
+
+Test(tamper_expiry, an_extend_under_another_authority)
+{
+	closed_expiry_ledger();
+	tamper("DROP TRIGGER events_no_update; UPDATE events SET lease_epoch = 4"
+	       " WHERE event_seq = 6");
+	expect_mismatch("event 6 (extend_hold) extends hold `h-ext` under another authority than"
+	                " the one it was opened with");
+}
+
+Test(tamper_expiry, an_authorizes_deadline)
+{
+	closed_expiry_ledger();
+	int64_t want =
+	        query("SELECT recorded_at + 60 * 1000000000 FROM events WHERE event_seq = 2");
+	tamper("DROP TRIGGER events_no_update; UPDATE events SET expires_at = expires_at + 5"
+	       " WHERE event_seq = 2");
+	bs_verify_report *r =
+	        expect_mismatchf("event 2 (authorize_exposure of hold `h-rel`) records"
+	                         " expires_at %" PRId64 " (the log: %" PRId64 ")",
+	                         want + 5, want);
+	cr_assert_eq(r->mismatch_count, 1);
+}
+
+Test(tamper_expiry, a_denied_authorize_with_a_deadline)
+{
+	closed_expiry_ledger();
+	tamper("DROP TRIGGER events_no_update; UPDATE events SET expires_at = 1 WHERE event_seq ="
+	       " 12");
+	expect_mismatch("event 12 (authorize_exposure) records expires_at 1 but opens no hold with"
+	                " a deadline");
+}
+
+Test(tamper_expiry, a_holds_deadline)
+{
+	closed_expiry_ledger();
+	int64_t want = query("SELECT expires_at FROM events WHERE event_seq = 6");
+	tamper("UPDATE holds SET expires_at = expires_at + 1 WHERE hold_id = 'h-ext'");
+	bs_verify_report *r = expect_mismatchf("hold `h-ext` differs from the log through event %d:"
+	                                       " expires_at %" PRId64 " (the log: %" PRId64 ")",
+	                                       EXPIRY_EVENTS, want + 1, want);
+	cr_assert_eq(r->mismatch_count, 1);
+}
+
+Test(tamper_expiry, a_final_holds_deadline_and_policy)
+{
+	closed_expiry_ledger();
+	tamper("UPDATE holds SET expires_at = 5 WHERE hold_id = 'h-done';"
+	       " UPDATE holds SET on_expiry = 1 WHERE hold_id = 'h-rel'");
+	expect_mismatchf("hold `h-done` differs from the log through event %d: expires_at 5 (the"
+	                 " log: unset)",
+	                 EXPIRY_EVENTS);
+	expect_mismatchf("hold `h-rel` differs from the log through event %d: on_expiry capture"
+	                 " (the log: release)",
+	                 EXPIRY_EVENTS);
+}
+
+Test(tamper_expiry, a_hold_marked_expired_without_an_expiry)
+{
+	closed_expiry_ledger();
+	tamper("UPDATE holds SET disposition = 5, remaining_units = 0, expires_at = NULL"
+	       " WHERE hold_id = 'h-ext'");
+	expect_mismatchf("hold `h-ext` differs from the log through event %d: remaining_units 0"
+	                 " (the log: 40), disposition expired (the log: open), expires_at unset",
+	                 EXPIRY_EVENTS);
+}
+
+Test(tamper_expiry, a_deleted_expiry)
+{
+	closed_expiry_ledger();
+	int64_t n = expiry_of("h-rev");
+	tamper("DROP TRIGGER events_no_delete; DELETE FROM events WHERE kind = 6 AND hold_id ="
+	       " 'h-rev'");
+	expect_mismatchf("the mutation log has a gap: event %" PRId64 " is missing", n);
+	expect_mismatchf("hold `h-rev` differs from the log through event %d: remaining_units 0"
+	                 " (the log: 30), disposition expired (the log: open)",
+	                 EXPIRY_EVENTS);
+	/* Its invocation and exposure stay on the grant in the fold. */
+	expect_mismatchf("usage row (`cap-x`, 0) differs from the log through event %d:"
+	                 " invocation_count 2 (the log: 3), total_cost_exposed 0 (the log: 30)",
+	                 EXPIRY_EVENTS);
 }
 
 /* --- backup ---------------------------------------------------------------------- */
