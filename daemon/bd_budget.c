@@ -91,6 +91,7 @@ static void reply_authorize(mutation_call *mc)
 	Budgetd__V1__AuthorizeHoldAuthorized ok = BUDGETD__V1__AUTHORIZE_HOLD_AUTHORIZED__INIT;
 	Budgetd__V1__AuthorizeHoldDenied no = BUDGETD__V1__AUTHORIZE_HOLD_DENIED__INIT;
 	Budgetd__V1__CommitMetadata *md = metadata(mc);
+	bool failed = md == NULL;
 
 	if (o->allowed) {
 		resp.decision_case = BUDGETD__V1__AUTHORIZE_HOLD_RESPONSE__DECISION_AUTHORIZED;
@@ -103,6 +104,8 @@ static void reply_authorize(mutation_call *mc)
 		ok.committed_cost_units_after = o->committed_after;
 		ok.invocation_count_after = o->invocation_count_after;
 		ok.metadata = md;
+		ok.expires_at =
+		        bd_deadline_msg(bd_unary_arena(mc->call), o->expires_at_ns, &failed);
 	} else {
 		resp.decision_case = BUDGETD__V1__AUTHORIZE_HOLD_RESPONSE__DECISION_DENIED;
 		resp.denied = &no;
@@ -118,7 +121,7 @@ static void reply_authorize(mutation_call *mc)
 	}
 	if (app->metrics && !o->replayed && !o->dry_run)
 		bd_metrics_observe_decision(app->metrics, o->allowed, (int)o->denial);
-	reply_or_fail(mc->call, &resp.base, md != NULL);
+	reply_or_fail(mc->call, &resp.base, !failed);
 }
 
 static void reply_settlement(mutation_call *mc)
@@ -148,6 +151,18 @@ static void reply_increment(mutation_call *mc)
 	resp.invocation_count_after = o->invocation_count_after;
 	resp.metadata = metadata(mc);
 	reply_or_fail(mc->call, &resp.base, resp.metadata != NULL);
+}
+
+static void reply_extend(mutation_call *mc)
+{
+	const bs_outcome *o = &mc->job.outcome;
+	Budgetd__V1__ExtendHoldResponse resp = BUDGETD__V1__EXTEND_HOLD_RESPONSE__INIT;
+	bool failed = false;
+
+	resp.hold_id = (char *)mc->m.hold_id.ptr;
+	resp.expires_at = bd_deadline_msg(bd_unary_arena(mc->call), o->expires_at_ns, &failed);
+	resp.metadata = metadata(mc);
+	reply_or_fail(mc->call, &resp.base, resp.metadata != NULL && !failed);
 }
 
 /* ---- submitting to the writer ---- */
@@ -221,7 +236,9 @@ static void handle_mutation(bd_unary *call, reply_fn reply)
 	mc->reply = reply;
 	mc->job.mutation = &mc->m;
 	mc->job.done = mutation_done;
-	if (bd_translate_mutation(bd_unary_request(call), &mc->m, &mc->authority)) {
+	const bd_app *app = bd_unary_app(call);
+	if (bd_translate_mutation(bd_unary_request(call), &app->hold_defaults, &mc->m,
+	                          &mc->authority)) {
 		bd_unary_fail(call, GRPC_STATUS_INTERNAL, "not a mutation request");
 		return;
 	}
@@ -245,6 +262,11 @@ static void handle_settlement(bd_unary *call)
 static void handle_increment(bd_unary *call)
 {
 	handle_mutation(call, reply_increment);
+}
+
+static void handle_extend(bd_unary *call)
+{
+	handle_mutation(call, reply_extend);
 }
 
 /* ---- reads ---- */
@@ -426,32 +448,11 @@ static void handle_list_events(bd_unary *call)
 		start_read(call, read_list_events);
 }
 
-static Budgetd__V1__Hold *hold_msg(bd_arena *a, const bs_hold *h)
-{
-	Budgetd__V1__Hold *m = bd_arena_alloc(a, sizeof(*m));
-
-	if (!m)
-		return NULL;
-	budgetd__v1__hold__init(m);
-	m->hold_id = bd_copy_str(a, h->hold_id);
-	m->capability_id = bd_copy_str(a, h->capability_id);
-	m->grant_index = h->grant_index;
-	m->authorized_exposure_units = h->authorized_units;
-	m->remaining_exposure_units = h->remaining_units;
-	m->debited_invocation = h->debited_invocation;
-	m->disposition = (Budgetd__V1__HoldDisposition)h->disposition;
-	if (h->has_authority && !(m->authority = bd_authority_msg(a, &h->authority)))
-		return NULL;
-	m->created_at = bd_timestamp_msg(a, h->created_at_ns);
-	m->updated_at = bd_timestamp_msg(a, h->updated_at_ns);
-	return m->hold_id && m->capability_id && m->created_at && m->updated_at ? m : NULL;
-}
-
 static int collect_hold(void *ctx, const bs_hold *h)
 {
 	collector *c = ctx;
 
-	if (!(c->items[0] = hold_msg(c->arena, h)))
+	if (!(c->items[0] = bd_hold_msg(c->arena, h)))
 		c->failed = true;
 	return 0;
 }
@@ -490,6 +491,65 @@ static void read_get_hold(bd_job *job, bs_store *store)
 static void handle_get_hold(bd_unary *call)
 {
 	start_read(call, read_get_hold);
+}
+
+/* Collects a page of holds, remembering where the last one stands. */
+typedef struct hold_page {
+	collector c;
+	char next_token[BD_PAGE_TOKEN_LEN_MAX + 1];
+} hold_page;
+
+static int collect_page_hold(void *ctx, const bs_hold *h)
+{
+	hold_page *p = ctx;
+	collector *c = &p->c;
+
+	if (c->n == BS_LIST_LIMIT_MAX || !(c->items[c->n] = bd_hold_msg(c->arena, h))) {
+		c->failed = true;
+		return 1;
+	}
+	c->n++;
+	bd_page_token(h, p->next_token);
+	return 0;
+}
+
+static void read_list_holds(bd_job *job, bs_store *store)
+{
+	read_call *rc = bd_container_of(job, read_call, job);
+	const Budgetd__V1__ListHoldsRequest *r = bd_unary_request(rc->call);
+	Budgetd__V1__ListHoldsResponse resp = BUDGETD__V1__LIST_HOLDS_RESPONSE__INIT;
+	bd_arena *a = bd_unary_arena(rc->call);
+	hold_page *p = bd_arena_alloc(a, sizeof(*p));
+	char *id_buf = bd_arena_alloc(a, BS_ID_LEN_MAX);
+	bs_hold_query q;
+	bs_error err;
+
+	if (!p || !id_buf ||
+	    !(p->c.items = bd_arena_alloc(a, BS_LIST_LIMIT_MAX * sizeof(void *)))) {
+		read_finish(rc, BS_OK, NULL, NULL, false);
+		return;
+	}
+	p->c = (collector){a, p->c.items, 0, false, 0};
+	p->next_token[0] = '\0';
+	if (bd_translate_hold_query(r, &q, id_buf, rc->message, sizeof(rc->message))) {
+		rc->code = GRPC_STATUS_INVALID_ARGUMENT;
+		return;
+	}
+	int src = bs_store_list_holds(store, &q, collect_page_hold, p, &err);
+	resp.holds = (Budgetd__V1__Hold **)p->c.items;
+	resp.n_holds = p->c.n;
+	/* A full page may have a successor; a short one is the last. */
+	uint32_t limit = r->limit ? r->limit : BS_LIST_LIMIT_DEFAULT;
+	resp.next_page_token = p->c.n == limit ? p->next_token : "";
+	read_finish(rc, src, &err, &resp.base, !p->c.failed);
+}
+
+static void handle_list_holds(bd_unary *call)
+{
+	const Budgetd__V1__ListHoldsRequest *r = bd_unary_request(call);
+
+	if (listing_permitted(call, r->_capability_id_case, r->capability_id))
+		start_read(call, read_list_holds);
 }
 
 static void read_server_info(bd_job *job, bs_store *store)
@@ -537,6 +597,10 @@ static const bd_unary_method methods[] = {
         {SERVICE "ListMutationEvents", &budgetd__v1__list_mutation_events_request__descriptor,
          handle_list_events, ARMED_READS, BD_ACCESS_READ},
         {SERVICE "GetHold", &budgetd__v1__get_hold_request__descriptor, handle_get_hold,
+         ARMED_READS, BD_ACCESS_READ},
+        {SERVICE "ExtendHold", &budgetd__v1__extend_hold_request__descriptor, handle_extend,
+         ARMED_READS, BD_ACCESS_MUTATE},
+        {SERVICE "ListHolds", &budgetd__v1__list_holds_request__descriptor, handle_list_holds,
          ARMED_READS, BD_ACCESS_READ},
         {SERVICE "GetServerInfo", &budgetd__v1__get_server_info_request__descriptor,
          handle_server_info, ARMED_READS, BD_ACCESS_READ},

@@ -183,6 +183,31 @@ static int set_insecure(bd_options *o, const char *value, char *why, size_t len)
 	return 0;
 }
 
+static int set_hold_ttl(bd_options *o, const char *value, char *why, size_t len)
+{
+	unsigned long long s;
+
+	if (parse_number(value, 0, BS_TTL_SECONDS_MAX, &s))
+		return fail(why, len, "must be 0 (off) to %d seconds, not `%s`", BS_TTL_SECONDS_MAX,
+		            value);
+	o->hold_ttl_s = (uint32_t)s;
+	return 0;
+}
+
+static int set_on_expiry(bd_options *o, const char *value, char *why, size_t len)
+{
+	static const bs_expiry policies[] = {BS_EXPIRY_CAPTURE, BS_EXPIRY_RELEASE,
+	                                     BS_EXPIRY_REVERSE};
+
+	for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
+		if (strcmp(value, bs_expiry_name(policies[i])) == 0) {
+			o->on_expiry = policies[i];
+			return 0;
+		}
+	}
+	return fail(why, len, "must be capture, release or reverse, not `%s`", value);
+}
+
 static const setting settings[] = {
         {"server", "listen", "listen", set_listen},
         {"server", "authority_id", "authority-id", set_authority},
@@ -199,6 +224,8 @@ static const setting settings[] = {
         {"tls", "key", "tls-key", set_tls_key},
         {"tls", "client_ca", "tls-client-ca", set_tls_client_ca},
         {"auth", "permissions", "permissions", set_permissions},
+        {"hold", "ttl", "hold-ttl", set_hold_ttl},
+        {"hold", "on_expiry", "on-expiry", set_on_expiry},
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
 #define LISTEN     0 /* settings[LISTEN] repeats: the flags replace the file's list */
@@ -217,6 +244,7 @@ static void set_defaults(bd_options *o)
 	o->grace_ms = BD_DEFAULT_GRACE_MS;
 	o->queue_depth = BD_QUEUE_JOBS_DEFAULT;
 	o->watch_lag_max = BD_WATCH_LAG_MAX_DEFAULT;
+	o->on_expiry = BS_EXPIRY_CAPTURE;
 	if (n > 0 && n + sizeof("/budgetd.db") <= sizeof(o->db))
 		(void)snprintf(o->db, sizeof(o->db), "%.*s/budgetd.db", (int)n, state);
 	else
@@ -326,6 +354,12 @@ static void usage(FILE *out)
 	        "  --insecure             allow plaintext TCP on addresses other than loopback\n"
 	        "  --permissions PATH     identities and their roles (INI; default: unix and\n"
 	        "                         loopback callers are kernels, nobody else)\n"
+	        "  --hold-ttl S           settle a hold S seconds after it opened when the\n"
+	        "                         AuthorizeHold gave no ttl_seconds (0: never, the\n"
+	        "                         default; at most %d)\n"
+	        "  --on-expiry POLICY     how a hold is settled at its deadline when the\n"
+	        "                         request names no policy: capture (default: the\n"
+	        "                         remaining exposure becomes spend), release or reverse\n"
 	        "  --verify               check the database (--db) against its mutation log,\n"
 	        "                         print a summary and exit (0 consistent, 1 not,\n"
 	        "                         3 when the file cannot be verified)\n"
@@ -335,14 +369,14 @@ static void usage(FILE *out)
 	        "Config file sections and keys: [server] listen (repeatable), authority_id,\n"
 	        "shutdown_grace, queue_depth, watch_lag_max, insecure; [store] db, sync;\n"
 	        "[log] level, file; [metrics] listen; [tls] cert, key, client_ca;\n"
-	        "[auth] permissions.\n"
+	        "[auth] permissions; [hold] ttl, on_expiry.\n"
 	        "\n"
 	        "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP re-opens the log file.\n"
 	        "Exit status: 0 after a clean stop, 1 when the start fails, 2 on bad usage or\n"
 	        "a bad configuration.\n",
 	        BD_DEFAULT_CONFIG, BD_LISTENERS_MAX, BD_DEFAULT_LISTEN, BD_DEFAULT_GRACE_MS / 1000,
 	        BD_QUEUE_JOBS_MAX, BD_QUEUE_JOBS_DEFAULT, BD_WATCH_LAG_MIN, BD_WATCH_LAG_MAX,
-	        BD_WATCH_LAG_MAX_DEFAULT);
+	        BD_WATCH_LAG_MAX_DEFAULT, BS_TTL_SECONDS_MAX);
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -496,4 +530,6 @@ void bd_options_print(const bd_options *o, FILE *out)
 	fprintf(out, "[tls]\ncert = %s\nkey = %s\nclient_ca = %s\n", o->tls_cert, o->tls_key,
 	        o->tls_client_ca);
 	fprintf(out, "[auth]\npermissions = %s\n", o->permissions);
+	fprintf(out, "[hold]\nttl = %u\non_expiry = %s\n", (unsigned)o->hold_ttl_s,
+	        bs_expiry_name(o->on_expiry));
 }

@@ -45,6 +45,8 @@ typedef struct bd_options {
 	char tls_client_ca[BD_PATH_LEN_MAX]; /* "" without client certificates */
 	bool insecure;                       /* plaintext on non-loopback TCP */
 	char permissions[BD_PATH_LEN_MAX];   /* "" for the default policy */
+	uint32_t hold_ttl_s;                 /* default hold deadline; 0: none */
+	bs_expiry on_expiry;                 /* default policy at a deadline */
 	/* what to do */
 	char config[BD_PATH_LEN_MAX]; /* the file that was read, or "" */
 	bool check_config;            /* validate, print, exit */

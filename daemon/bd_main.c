@@ -17,6 +17,7 @@
 #include "bd_admin.h"
 #include "bd_app.h"
 #include "bd_auth.h"
+#include "bd_clock.h"
 #include "bd_config.h"
 #include "bd_health.h"
 #include "bd_log.h"
@@ -50,7 +51,8 @@ typedef struct daemon_state {
 	bd_reflection *reflection;
 	bd_watch *watch;
 	bd_auth *auth;
-	bd_tls *tls; /* NULL: plaintext TCP */
+	bd_tls *tls;    /* NULL: plaintext TCP */
+	bd_clock clock; /* the store's, and so the deadlines' */
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t ticker; /* watchdog pings and status lines */
 	uint64_t watchdog_usec;
@@ -113,6 +115,16 @@ static void on_closed(uv_handle_t *handle)
 	(void)handle;
 }
 
+/* The writer expires holds on its own, so it may still observe: it lets
+ * go of the metrics before they are freed. */
+static void stop_metrics(daemon_state *d)
+{
+	if (d->app.writer)
+		bd_writer_set_expiry_observer(d->app.writer, NULL, NULL);
+	bd_metrics_destroy(d->app.metrics);
+	d->app.metrics = NULL;
+}
+
 static void on_server_stopped(void *ctx)
 {
 	daemon_state *d = ctx;
@@ -120,8 +132,7 @@ static void on_server_stopped(void *ctx)
 	uint64_t index = 0;
 
 	/* The metrics thread reads the writer's figures: it goes first. */
-	bd_metrics_destroy(d->app.metrics);
-	d->app.metrics = NULL;
+	stop_metrics(d);
 	/* Every call has ended, so every job came back: the queue is empty. */
 	bd_writer_destroy(d->app.writer);
 	d->app.writer = NULL;
@@ -204,6 +215,11 @@ static void observe_batch(void *ctx, size_t mutations, uint64_t commit_ns)
 	bd_metrics_observe_batch(ctx, mutations, commit_ns);
 }
 
+static void observe_expired(void *ctx, uint32_t expired)
+{
+	bd_metrics_observe_expired(ctx, expired);
+}
+
 /* On the metrics thread: the writer's published figures (thread-safe). */
 static void read_gauges(void *ctx, bd_metrics_gauges *out)
 {
@@ -234,14 +250,28 @@ static int start_metrics(daemon_state *d)
 	}
 	bd_server_set_observer(d->server, observe_call, d->app.metrics);
 	bd_writer_set_observer(d->app.writer, observe_batch, d->app.metrics);
+	bd_writer_set_expiry_observer(d->app.writer, observe_expired, d->app.metrics);
 	bd_log_info("metrics on http://%s/metrics (port %d)", d->opts.metrics_listen,
 	            bd_metrics_port(d->app.metrics));
 	return 0;
 }
 
+/* The daemon's one clock (the store's: deadlines), and its test hook. */
+static int start_clock(daemon_state *d)
+{
+	if (bd_clock_init(&d->clock)) {
+		bd_log_error("%s is too long", BD_CLOCK_FILE_ENV);
+		return -1;
+	}
+	if (bd_clock_is_offset(&d->clock))
+		bd_log_warn("the clock is moved by the offset in %s: for tests only",
+		            d->clock.offset_file);
+	return 0;
+}
+
 static int open_store(daemon_state *d)
 {
-	bs_options so = {.sync = d->opts.sync};
+	bs_options so = {.sync = d->opts.sync, .clock = bd_clock_now, .clock_ctx = &d->clock};
 	const char *faults = getenv("BUDGETD_TEST_FAULT_FILE");
 
 	if (faults && *faults) { /* the storage fault tests' switch */
@@ -262,6 +292,9 @@ static int open_store(daemon_state *d)
 	(void)bs_store_commit_index(d->store, &index, &err);
 	bd_log_info("store %s open (sync=%s) at commit index %llu", d->opts.db,
 	            d->opts.sync == BS_SYNC_FULL ? "full" : "normal", (unsigned long long)index);
+	if (d->opts.hold_ttl_s)
+		bd_log_info("holds without ttl_seconds expire after %u s (on_expiry %s)",
+		            (unsigned)d->opts.hold_ttl_s, bs_expiry_name(d->opts.on_expiry));
 	return 0;
 }
 
@@ -405,19 +438,10 @@ static void announce_ready(daemon_state *d)
 		bd_log_warn("the READY notification was not sent: %s", strerror(-rc));
 }
 
-static int64_t unix_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Frees what a failed start left behind. */
 static void abandon(daemon_state *d)
 {
-	bd_metrics_destroy(d->app.metrics);
-	d->app.metrics = NULL;
+	stop_metrics(d);
 	if (d->app.writer)
 		bd_writer_destroy(d->app.writer);
 	if (d->server) {
@@ -432,8 +456,11 @@ static int run(daemon_state *d)
 {
 	d->loop = uv_default_loop();
 	d->app.authority_id = d->opts.authority_id;
-	d->app.started_at_ns = unix_now_ns();
+	if (start_clock(d))
+		return 1;
+	d->app.started_at_ns = bd_clock_now(&d->clock);
 	d->app.auth = d->auth;
+	d->app.hold_defaults = (bd_hold_defaults){d->opts.hold_ttl_s, d->opts.on_expiry};
 	if (open_store(d))
 		return 1;
 	grpc_init();

@@ -97,6 +97,7 @@ struct bd_metrics {
 	_Atomic uint64_t decisions[DECISIONS_MAX];
 	histogram batch_size;      /* mutations */
 	histogram commit_duration; /* ns */
+	_Atomic uint64_t holds_expired;
 	/* set by bd_metrics_listen before the HTTP thread starts */
 	struct MHD_Daemon *httpd;
 	bd_metrics_gauge_fn gauges;
@@ -186,6 +187,11 @@ void bd_metrics_observe_batch(bd_metrics *m, size_t mutations, uint64_t commit_n
 {
 	hist_observe(&m->batch_size, &batch_spec, mutations);
 	hist_observe(&m->commit_duration, &duration_spec, commit_ns);
+}
+
+void bd_metrics_observe_expired(bd_metrics *m, uint32_t expired)
+{
+	atomic_fetch_add_explicit(&m->holds_expired, expired, memory_order_relaxed);
 }
 
 void bd_metrics_observe_decision(bd_metrics *m, bool allowed, int denial_reason)
@@ -393,13 +399,17 @@ int bd_metrics_render(bd_metrics *m, char **out, size_t *out_len)
 	           "Time spent applying and committing one group commit.");
 	put_histogram(&b, "budgetd_commit_duration_seconds", NULL, "", &m->commit_duration,
 	              &duration_spec);
+	put_family(&b, "budgetd_holds_expired_total", "counter",
+	           "Holds settled by their deadline (their on_expiry policy).");
+	put(&b, "budgetd_holds_expired_total %" PRIu64 "\n",
+	    atomic_load_explicit(&m->holds_expired, memory_order_relaxed));
 	if (m->gauges) {
 		bd_metrics_gauges g = {0};
 		m->gauges(m->gauges_ctx, &g);
 		render_gauge(&b, "budgetd_queue_depth", "Jobs waiting for the writer thread.",
 		             g.queue_depth);
 		render_gauge(&b, "budgetd_open_holds",
-		             "Holds not yet released, reversed or reconciled.", g.open_holds);
+		             "Holds still open: not settled and not expired.", g.open_holds);
 		render_gauge(&b, "budgetd_db_size_bytes", "The database and its WAL on disk.",
 		             g.db_bytes);
 		render_gauge(&b, "budgetd_commit_index", "The store's last sequence value.",

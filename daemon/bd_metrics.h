@@ -14,6 +14,7 @@
  *   authorize_decisions_total{decision,reason} counter
  *   commit_batch_size                         histogram, 1, 2, 4, .. 256 mutations
  *   commit_duration_seconds                   histogram, 100 us .. 10 s
+ *   holds_expired_total                       counter
  *   queue_depth, open_holds, db_size_bytes, commit_index   gauges (callback)
  *   build_info{version}                       gauge, always 1
  */
@@ -37,7 +38,7 @@ typedef struct bd_metrics bd_metrics;
  * thread). Zeroed before each call of the gauge callback. */
 typedef struct bd_metrics_gauges {
 	uint64_t queue_depth;  /* jobs waiting for the writer */
-	uint64_t open_holds;   /* holds not yet released, reversed or reconciled */
+	uint64_t open_holds;   /* holds still open: not settled, not expired */
 	uint64_t db_bytes;     /* the database and its WAL on disk */
 	uint64_t commit_index; /* the store's last sequence value */
 } bd_metrics_gauges;
@@ -65,6 +66,10 @@ void bd_metrics_observe_call(bd_metrics *m, const char *method, int grpc_code, u
 /* One group commit: mutations in the batch and time spent committing it.
  * Fits bd_batch_observer's arguments. */
 void bd_metrics_observe_batch(bd_metrics *m, size_t mutations, uint64_t commit_ns);
+
+/* `expired` holds were settled by their deadline (one expiry batch). Fits
+ * bd_expiry_observer's arguments. */
+void bd_metrics_observe_expired(bd_metrics *m, uint32_t expired);
 
 /* One authorize decision. `denial_reason` is a bs_denial value, named in
  * the reason label by bs_denial_name ("max_total_cost"); it is ignored when

@@ -6,6 +6,8 @@
 #include "bd_log.h"
 #include "bd_writer.h"
 
+#define NS_PER_MS 1000000ULL
+
 struct bd_writer {
 	uv_loop_t *loop;
 	bs_store *store;
@@ -19,10 +21,15 @@ struct bd_writer {
 	unsigned queue_max;
 	bd_job *done_head, *done_tail;
 	bd_writer_stats stats;
+	bd_expiry_observer expiry_observer; /* called with the lock held */
+	void *expiry_observer_ctx;
 	/* writer thread only */
 	bs_batch_item items[BD_BATCH_MUTATIONS_MAX];
 	bd_batch_observer observer;
 	void *observer_ctx;
+	int64_t deadline_ns;  /* the earliest deadline of an open hold; 0: none */
+	bool deadline_known;  /* false: ask the store before relying on it */
+	uint64_t retry_at_ns; /* uv_hrtime before which expiry waits (a failure) */
 	/* loop thread only */
 	bd_commit_listener listener;
 	void *listener_ctx;
@@ -41,22 +48,25 @@ static void append(bd_job **head, bd_job **tail, bd_job *job)
 }
 
 /* Takes up to BD_BATCH_MUTATIONS_MAX mutations and every read queued before
- * the last of them (in order). Waits when the queue is empty; NULL when
+ * the last of them (in order). Waits up to `wait_ns` when the queue is
+ * empty: NULL with *timed_out when nothing came, NULL without it when
  * stopping with nothing left. */
-static bd_job *take(bd_writer *w, bool *idle_timeout)
+static bd_job *take(bd_writer *w, uint64_t wait_ns, bool *timed_out)
 {
 	bd_job *taken = NULL, *tail = NULL;
 	unsigned mutations = 0;
+	uint64_t until = uv_hrtime() + wait_ns;
 
-	*idle_timeout = false;
+	*timed_out = false;
 	uv_mutex_lock(&w->lock);
 	while (!w->queue_head && !w->stopping) {
-		if (uv_cond_timedwait(&w->wake, &w->lock,
-		                      (uint64_t)BD_IDLE_CHECKPOINT_MS * 1000000) == UV_ETIMEDOUT &&
-		    !w->queue_head) {
-			*idle_timeout = true;
+		uint64_t now = uv_hrtime();
+		if (now >= until) {
+			*timed_out = true;
 			break;
 		}
+		/* A timeout or a spurious wake-up: the loop decides. */
+		(void)uv_cond_timedwait(&w->wake, &w->lock, until - now);
 	}
 	while (w->queue_head && mutations < BD_BATCH_MUTATIONS_MAX) {
 		bd_job *job = w->queue_head;
@@ -70,6 +80,28 @@ static bd_job *take(bd_writer *w, bool *idle_timeout)
 	w->stats.queue_depth = w->queued;
 	uv_mutex_unlock(&w->lock);
 	return taken;
+}
+
+/* The store's figures for stats and metrics, after a commit. */
+static void publish_figures(bd_writer *w)
+{
+	bs_stats figures = {0};
+	bs_error err;
+
+	(void)bs_store_stats(w->store, &figures, &err); /* best effort: metrics only */
+	uv_mutex_lock(&w->lock);
+	w->stats.commit_index = figures.commit_index;
+	w->stats.open_holds = figures.open_holds;
+	w->stats.db_bytes = figures.db_bytes;
+	uv_mutex_unlock(&w->lock);
+}
+
+/* A hold got this deadline: it may come before the one known. A deadline
+ * known too early only costs an empty expiry batch. */
+static void note_deadline(bd_writer *w, int64_t ns)
+{
+	if (ns && w->deadline_known && (w->deadline_ns == 0 || ns < w->deadline_ns))
+		w->deadline_ns = ns;
 }
 
 /* Applies the mutations of a take as one store batch. */
@@ -97,18 +129,15 @@ static void commit_mutations(bd_writer *w, bd_job *jobs)
 			j->outcome = w->items[i].outcome;
 		else
 			j->error = w->items[i].error;
+		if (j->result == BS_OK)
+			note_deadline(w, j->outcome.expires_at_ns);
 		i++;
 	}
-	bs_stats figures = {0};
-	bs_error err;
-	(void)bs_store_stats(w->store, &figures, &err); /* best effort: metrics only */
+	publish_figures(w);
 	uv_mutex_lock(&w->lock);
 	w->stats.batches++;
 	w->stats.mutations += n;
 	w->stats.commit_ns += elapsed;
-	w->stats.commit_index = figures.commit_index;
-	w->stats.open_holds = figures.open_holds;
-	w->stats.db_bytes = figures.db_bytes;
 	w->stats.storage_failures += rc == BS_ESTORAGE;
 	uv_mutex_unlock(&w->lock);
 	if (w->observer)
@@ -137,24 +166,138 @@ static void checkpoint(bd_writer *w)
 		bd_log_warn("idle store checkpoint failed (will retry): %s", err.message);
 }
 
+/* ---- expiry ---- */
+
+static void pause_expiry(bd_writer *w)
+{
+	w->retry_at_ns = uv_hrtime() + BD_EXPIRY_RETRY_MS * NS_PER_MS;
+}
+
+static void refresh_deadline(bd_writer *w)
+{
+	bs_error err;
+	int64_t next = 0;
+
+	if (bs_store_next_deadline(w->store, &next, &err) != BS_OK) {
+		bd_log_warn("cannot read the next hold deadline (retrying in %d ms): %s",
+		            BD_EXPIRY_RETRY_MS, err.message);
+		pause_expiry(w);
+		return;
+	}
+	w->deadline_ns = next;
+	w->deadline_known = true;
+}
+
+/* Nanoseconds until expiry has work: 0 for now, UINT64_MAX for never (no
+ * hold has a deadline). Deadlines are in the store's clock. */
+static uint64_t expiry_due_in(bd_writer *w)
+{
+	uint64_t mono = uv_hrtime();
+
+	if (w->retry_at_ns > mono)
+		return w->retry_at_ns - mono;
+	if (!w->deadline_known)
+		refresh_deadline(w);
+	if (!w->deadline_known)
+		return BD_EXPIRY_RETRY_MS * NS_PER_MS;
+	if (w->deadline_ns == 0)
+		return UINT64_MAX;
+	int64_t left = w->deadline_ns - bs_store_now(w->store);
+	return left > 0 ? (uint64_t)left : 0;
+}
+
+/* After an empty expiry batch the next deadline must have moved on; if
+ * the store still calls it due, wait instead of spinning. */
+static void check_progress(bd_writer *w)
+{
+	refresh_deadline(w);
+	if (w->deadline_known && w->deadline_ns && w->deadline_ns <= bs_store_now(w->store)) {
+		bd_log_warn("a hold deadline is due but nothing expired (retrying in %d ms)",
+		            BD_EXPIRY_RETRY_MS);
+		pause_expiry(w);
+	}
+}
+
+/* Expires one bounded batch of due holds, as one durable transaction. */
+static void expire_batch(bd_writer *w)
+{
+	uint32_t n = 0;
+	bs_error err;
+	int rc = bs_store_expire_due(w->store, BD_BATCH_MUTATIONS_MAX, &n, &err);
+
+	if (rc != BS_OK) {
+		bd_log_warn("expiring due holds failed, none expired (retrying in %d ms): %s",
+		            BD_EXPIRY_RETRY_MS, err.message);
+		pause_expiry(w);
+		uv_mutex_lock(&w->lock);
+		w->stats.storage_failures++;
+		uv_mutex_unlock(&w->lock);
+		return;
+	}
+	w->deadline_known = false;
+	if (n == 0) {
+		check_progress(w);
+		return;
+	}
+	bd_log_debug("expired %u holds at their deadline", (unsigned)n);
+	publish_figures(w);
+	uv_mutex_lock(&w->lock);
+	w->stats.expiry_batches++;
+	w->stats.holds_expired += n;
+	/* Under the lock: expiry runs without any call in progress, so only
+	 * the lock keeps the observer from going away mid-call at shutdown. */
+	if (w->expiry_observer)
+		w->expiry_observer(w->expiry_observer_ctx, n);
+	uv_mutex_unlock(&w->lock);
+	/* No job comes back from expiry: wake the loop so change streams hear
+	 * of the new commit index. */
+	uv_async_send(&w->delivered);
+}
+
+/* ---- the thread ---- */
+
+/* How long to sleep with nothing queued: the idle period, or less when
+ * expiry has work sooner. */
+static uint64_t idle_wait_ns(bd_writer *w)
+{
+	const uint64_t idle = BD_IDLE_CHECKPOINT_MS * NS_PER_MS;
+	const uint64_t shortest = BD_EXPIRY_WAIT_MIN_MS * NS_PER_MS;
+	uint64_t due_in = expiry_due_in(w);
+
+	if (due_in >= idle)
+		return idle;
+	/* Due now: do not sleep at all; due soon: not in a tight loop either. */
+	return due_in == 0 ? 0 : due_in < shortest ? shortest : due_in;
+}
+
 static void writer_main(void *arg)
 {
 	bd_writer *w = arg;
-	bool idle;
+	bool timed_out;
+	uint64_t busy_at = uv_hrtime(); /* the last work, or the last checkpoint */
 
 	for (;;) {
-		bd_job *jobs = take(w, &idle);
-		if (!jobs) {
-			if (!idle)
-				break; /* stopping, queue drained */
+		uint64_t wait = idle_wait_ns(w);
+		bd_job *jobs = take(w, wait, &timed_out);
+		if (jobs) {
+			commit_mutations(w, jobs);
+			for (bd_job *j = jobs; j; j = j->next)
+				if (!j->mutation)
+					j->read(j, w->store);
+			hand_back(w, jobs);
+			busy_at = uv_hrtime();
+		} else if (!timed_out) {
+			break; /* stopping, queue drained */
+		} else if (uv_hrtime() - busy_at >= BD_IDLE_CHECKPOINT_MS * NS_PER_MS) {
+			/* Idle for the whole period, even if woken for deadlines. */
 			checkpoint(w);
-			continue;
+			busy_at = uv_hrtime();
 		}
-		commit_mutations(w, jobs);
-		for (bd_job *j = jobs; j; j = j->next)
-			if (!j->mutation)
-				j->read(j, w->store);
-		hand_back(w, jobs);
+		/* One bounded batch per turn: live batches interleave. */
+		if (expiry_due_in(w) == 0) {
+			expire_batch(w);
+			busy_at = uv_hrtime();
+		}
 	}
 }
 
@@ -215,6 +358,14 @@ void bd_writer_set_observer(bd_writer *w, bd_batch_observer fn, void *ctx)
 {
 	w->observer = fn;
 	w->observer_ctx = ctx;
+}
+
+void bd_writer_set_expiry_observer(bd_writer *w, bd_expiry_observer fn, void *ctx)
+{
+	uv_mutex_lock(&w->lock);
+	w->expiry_observer = fn;
+	w->expiry_observer_ctx = ctx;
+	uv_mutex_unlock(&w->lock);
 }
 
 int bd_writer_submit(bd_writer *w, bd_job *job)

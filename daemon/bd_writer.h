@@ -5,6 +5,11 @@
  * batch (one transaction, one fsync), runs the reads, and hands the jobs
  * back to the loop, where `done` runs. No reply can leave before its
  * mutation is durable, because replies are built in `done`.
+ *
+ * The writer also expires holds whose deadline passed (bs_store_expire_due):
+ * one bounded batch per turn, between group commits, so live requests
+ * interleave with a mass expiry instead of waiting behind it. When idle it
+ * sleeps no longer than until the next deadline.
  */
 #ifndef BD_WRITER_H
 #define BD_WRITER_H
@@ -18,6 +23,8 @@
 #define BD_QUEUE_JOBS_DEFAULT  4096  /* jobs waiting for the writer */
 #define BD_QUEUE_JOBS_MAX      65536 /* the most --queue-depth allows */
 #define BD_IDLE_CHECKPOINT_MS  1000  /* idle time before a store checkpoint */
+#define BD_EXPIRY_WAIT_MIN_MS  10    /* the shortest sleep before a deadline */
+#define BD_EXPIRY_RETRY_MS     1000  /* after a failed expiry, before the next try */
 
 typedef struct bd_job bd_job;
 typedef struct bd_writer bd_writer;
@@ -41,14 +48,16 @@ struct bd_job {
 };
 
 typedef struct bd_writer_stats {
-	uint64_t batches;      /* group commits */
-	uint64_t mutations;    /* mutations applied in them */
-	uint64_t commit_ns;    /* time spent in apply_batch */
-	unsigned queue_depth;  /* jobs waiting now */
-	uint64_t commit_index; /* after the last batch */
-	uint64_t open_holds;   /* after the last batch */
-	uint64_t db_bytes;     /* database and WAL, after the last batch */
-	uint64_t storage_failures;
+	uint64_t batches;          /* group commits */
+	uint64_t mutations;        /* mutations applied in them */
+	uint64_t commit_ns;        /* time spent in apply_batch */
+	unsigned queue_depth;      /* jobs waiting now */
+	uint64_t commit_index;     /* after the last batch */
+	uint64_t open_holds;       /* after the last batch */
+	uint64_t db_bytes;         /* database and WAL, after the last batch */
+	uint64_t storage_failures; /* group commits and expiry batches that failed */
+	uint64_t expiry_batches;   /* expiry transactions that expired holds */
+	uint64_t holds_expired;    /* holds expired by their deadline */
 } bd_writer_stats;
 
 /* Called on the writer thread after each group commit (metrics). */
@@ -64,8 +73,16 @@ unsigned bd_writer_queue_max(const bd_writer *w);
 
 void bd_writer_set_observer(bd_writer *w, bd_batch_observer fn, void *ctx);
 
-/* Called on the loop thread once the replies of a group commit are out,
- * with the commit index after it (change streams follow the log with it). */
+/* Called on the writer thread after each expiry batch that expired holds,
+ * with the writer's lock held (be quick; do not call the writer). Expiry
+ * runs with no call in progress, so before freeing `ctx` set the observer
+ * to NULL: once that returns, no call of the old one is running. */
+typedef void (*bd_expiry_observer)(void *ctx, uint32_t expired);
+void bd_writer_set_expiry_observer(bd_writer *w, bd_expiry_observer fn, void *ctx);
+
+/* Called on the loop thread once the replies of a group commit are out (or
+ * an expiry batch committed), with the commit index after it (change
+ * streams follow the log with it). */
 typedef void (*bd_commit_listener)(void *ctx, uint64_t commit_index);
 void bd_writer_set_commit_listener(bd_writer *w, bd_commit_listener fn, void *ctx);
 

@@ -48,7 +48,11 @@ typedef struct authorize_spec {
 	const char *event;
 	const char *authority_id;
 	const char *lease_id;
+	int ttl;       /* ttl_seconds; AUTHORIZE: 0 leaves it unset, TTL_ZERO sends 0 */
+	int on_expiry; /* AUTHORIZE: an ExpiryPolicy value, out of range included */
 } authorize_spec;
+
+#define TTL_ZERO (-1)
 
 static size_t pack(const ProtobufCMessage *m, unsigned char *buf, size_t size)
 {
@@ -78,6 +82,55 @@ static size_t authorize_bytes(const authorize_spec *s, unsigned char *buf, size_
 		a.lease_id = (char *)(s->lease_id ? s->lease_id : "");
 		r.authority = &a;
 	}
+	if (s->ttl) {
+		r._ttl_seconds_case = BUDGETD__V1__AUTHORIZE_HOLD_REQUEST___TTL_SECONDS_TTL_SECONDS;
+		r.ttl_seconds = s->ttl == TTL_ZERO ? 0 : (uint32_t)s->ttl;
+	}
+	r.on_expiry = (Budgetd__V1__ExpiryPolicy)s->on_expiry;
+	return pack(&r.base, buf, size);
+}
+
+static size_t extend_bytes(const authorize_spec *s, unsigned char *buf, size_t size)
+{
+	Budgetd__V1__ExtendHoldRequest r = BUDGETD__V1__EXTEND_HOLD_REQUEST__INIT;
+
+	r.capability_id = (char *)s->cap;
+	r.grant_index = s->grant;
+	r.hold_id = (char *)(s->hold ? s->hold : "");
+	r.ttl_seconds = s->ttl > 0 ? (uint32_t)s->ttl : 0;
+	return pack(&r.base, buf, size);
+}
+
+typedef struct holds_spec {
+	const char *token; /* page_token, or NULL */
+	int disposition;   /* -1: unset */
+	bool has_older;    /* older_than */
+	int32_t older_nanos;
+} holds_spec;
+
+static size_t list_holds_bytes(uint32_t limit, const char *cap, const holds_spec *h,
+                               unsigned char *buf, size_t size)
+{
+	Budgetd__V1__ListHoldsRequest r = BUDGETD__V1__LIST_HOLDS_REQUEST__INIT;
+	Google__Protobuf__Timestamp t = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+
+	r.limit = limit;
+	if (cap) {
+		r._capability_id_case =
+		        BUDGETD__V1__LIST_HOLDS_REQUEST___CAPABILITY_ID_CAPABILITY_ID;
+		r.capability_id = (char *)cap;
+	}
+	if (h->disposition >= 0) {
+		r._disposition_case = BUDGETD__V1__LIST_HOLDS_REQUEST___DISPOSITION_DISPOSITION;
+		r.disposition = (Budgetd__V1__HoldDisposition)h->disposition;
+	}
+	if (h->has_older) {
+		t.seconds = 1;
+		t.nanos = h->older_nanos;
+		r.older_than = &t;
+	}
+	if (h->token)
+		r.page_token = (char *)h->token;
 	return pack(&r.base, buf, size);
 }
 
@@ -124,7 +177,7 @@ static size_t list_events_bytes(uint32_t limit, const char *cap, uint64_t grant,
 /* ---- the table ---- */
 
 enum via { UNIX, TCP };
-enum kind { AUTHORIZE, RECONCILE, GET_HOLD, LIST_EVENTS, RAW };
+enum kind { AUTHORIZE, RECONCILE, GET_HOLD, LIST_EVENTS, EXTEND, LIST_HOLDS, RAW };
 
 typedef struct bad_input {
 	const char *what;
@@ -133,8 +186,9 @@ typedef struct bad_input {
 	authorize_spec a;   /* AUTHORIZE; also cap/hold for RECONCILE, GET_HOLD */
 	uint64_t exposed;   /* RECONCILE */
 	uint64_t realized;  /* RECONCILE */
-	uint32_t limit;     /* LIST_EVENTS */
+	uint32_t limit;     /* LIST_EVENTS, LIST_HOLDS */
 	bool has_grant;     /* LIST_EVENTS */
+	holds_spec holds;   /* LIST_HOLDS (with a.cap) */
 	const char *method; /* RAW */
 	const char *raw;    /* RAW bytes */
 	size_t raw_len;
@@ -428,6 +482,174 @@ static const bad_input table[] = {
          .message = "may not mutate"},
         {"a reader calling an admin RPC", TCP, RAW, .method = "/budgetd.v1.BudgetAdmin/Verify",
          RAW_BYTES(""), .code = GRPC_STATUS_PERMISSION_DENIED, .message = "may not administer"},
+        /* hold deadlines (AuthorizeHold ttl_seconds/on_expiry, ExtendHold) */
+        {"ttl_seconds above 30 days",
+         UNIX,
+         AUTHORIZE,
+         {.cap = "ok/c", .hold = "t1", .ttl = 2592001},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "ttl_seconds 2592001 is larger than 2592000"},
+        {"ttl_seconds without a hold",
+         UNIX,
+         AUTHORIZE,
+         {.cap = "ok/c", .ttl = 60},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "ttl_seconds needs a hold_id"},
+        {"on_expiry without ttl_seconds",
+         UNIX,
+         AUTHORIZE,
+         {.cap = "ok/c", .hold = "t2", .on_expiry = 2},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "on_expiry needs ttl_seconds"},
+        {"on_expiry with ttl_seconds 0",
+         UNIX,
+         AUTHORIZE,
+         {.cap = "ok/c", .hold = "t3", .ttl = TTL_ZERO, .on_expiry = 1},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "on_expiry needs ttl_seconds"},
+        {"unknown on_expiry value",
+         UNIX,
+         AUTHORIZE,
+         {.cap = "ok/c", .hold = "t4", .ttl = 60, .on_expiry = 7},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "on_expiry 7 is not an expiry policy"},
+        {"negative on_expiry value",
+         UNIX,
+         AUTHORIZE,
+         {.cap = "ok/c", .hold = "t5", .ttl = 60, .on_expiry = -1},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "is not an expiry policy"},
+        {"extend with ttl_seconds 0",
+         UNIX,
+         EXTEND,
+         {.cap = "ok/c", .hold = "seed", .ttl = 0},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "ttl_seconds must be at least 1"},
+        {"extend beyond 30 days",
+         UNIX,
+         EXTEND,
+         {.cap = "ok/c", .hold = "seed", .ttl = 2592001},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "ttl_seconds 2592001 is larger than 2592000"},
+        {"extend without a hold",
+         UNIX,
+         EXTEND,
+         {.cap = "ok/c", .ttl = 60},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "hold_id is required"},
+        {"extend of an unknown hold",
+         UNIX,
+         EXTEND,
+         {.cap = "ok/c", .hold = "nope", .ttl = 60},
+         .code = GRPC_STATUS_FAILED_PRECONDITION,
+         .message = "missing budget hold `nope`"},
+        {"extend on the wrong grant",
+         UNIX,
+         EXTEND,
+         {.cap = "ok/c", .grant = 3, .hold = "seed", .ttl = 60},
+         .code = GRPC_STATUS_FAILED_PRECONDITION,
+         .message = "does not match capability/grant"},
+        {"extend of a foreign capability",
+         UNIX,
+         EXTEND,
+         {.cap = "theirs/c", .hold = "seed", .ttl = 60},
+         .code = GRPC_STATUS_PERMISSION_DENIED,
+         .message = "may not use capability `theirs/c`"},
+        {"a reader extending",
+         TCP,
+         EXTEND,
+         {.cap = "ok/c", .hold = "seed", .ttl = 60},
+         .code = GRPC_STATUS_PERMISSION_DENIED,
+         .message = "may not mutate"},
+        {"unknown field after the deadline fields", UNIX, RAW, .method = SVC "AuthorizeHold",
+         RAW_BYTES("\x0a\x04ok/c\x68\x01"), .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "has field number 13, which this budgetd does not know"},
+        /* ListHolds */
+        {"holds page of 1001",
+         UNIX,
+         LIST_HOLDS,
+         {.cap = "ok/c"},
+         .limit = 1001,
+         .holds = {.disposition = -1},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "limit 1001 is larger than 1000"},
+        {"page token of another shape",
+         UNIX,
+         LIST_HOLDS,
+         {.cap = "ok/c"},
+         .holds = {.token = "garbage", .disposition = -1},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "page_token is not one this server made"},
+        {"page token with a padded number",
+         UNIX,
+         LIST_HOLDS,
+         {.cap = "ok/c"},
+         .holds = {.token = "1.007.6869", .disposition = -1},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "page_token is not one this server made"},
+        {"page token with odd hex",
+         UNIX,
+         LIST_HOLDS,
+         {.cap = "ok/c"},
+         .holds = {.token = "1.7.686", .disposition = -1},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "page_token is not one this server made"},
+        {"page token with upper-case hex",
+         UNIX,
+         LIST_HOLDS,
+         {.cap = "ok/c"},
+         .holds = {.token = "1.7.6A", .disposition = -1},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "page_token is not one this server made"},
+        {"page token without a hold",
+         UNIX,
+         LIST_HOLDS,
+         {.cap = "ok/c"},
+         .holds = {.token = "1.7.", .disposition = -1},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "page_token is not one this server made"},
+        {"page token with a time beyond int64",
+         UNIX,
+         LIST_HOLDS,
+         {.cap = "ok/c"},
+         .holds = {.token = "1.9223372036854775808.68", .disposition = -1},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "page_token is not one this server made"},
+        {"page token naming an invalid hold id",
+         UNIX,
+         LIST_HOLDS,
+         {.cap = "ok/c"},
+         .holds = {.token = "1.7.0a", .disposition = -1},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "hold_id contains a control character"},
+        {"older_than with negative nanos",
+         UNIX,
+         LIST_HOLDS,
+         {.cap = "ok/c"},
+         .holds = {.disposition = -1, .has_older = true, .older_nanos = -1},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "older_than.nanos -1 is not 0 to 999999999"},
+        {"unknown hold disposition",
+         UNIX,
+         LIST_HOLDS,
+         {.cap = "ok/c"},
+         .holds = {.disposition = 9},
+         .code = GRPC_STATUS_INVALID_ARGUMENT,
+         .message = "disposition 9 is not a hold disposition"},
+        {"listing holds without the prefix",
+         UNIX,
+         LIST_HOLDS,
+         {.cap = NULL},
+         .holds = {.disposition = -1},
+         .code = GRPC_STATUS_PERMISSION_DENIED,
+         .message = "give capability_id"},
+        {"listing holds of a foreign prefix",
+         UNIX,
+         LIST_HOLDS,
+         {.cap = "theirs/"},
+         .holds = {.disposition = -1},
+         .code = GRPC_STATUS_PERMISSION_DENIED,
+         .message = "may not use capability `theirs/`"},
 };
 
 static size_t build(const bad_input *b, unsigned char *buf, size_t size)
@@ -441,6 +663,10 @@ static size_t build(const bad_input *b, unsigned char *buf, size_t size)
 		return get_hold_bytes(b->a.hold, buf, size);
 	case LIST_EVENTS:
 		return list_events_bytes(b->limit, b->a.cap, b->a.grant, b->has_grant, buf, size);
+	case EXTEND:
+		return extend_bytes(&b->a, buf, size);
+	case LIST_HOLDS:
+		return list_holds_bytes(b->limit, b->a.cap, &b->holds, buf, size);
 	case RAW:
 		if (!b->raw) { /* an oversized message: one long capability */
 			memset(buf, 'x', b->raw_len);
@@ -467,6 +693,10 @@ static const char *method_of(const bad_input *b)
 		return SVC "GetHold";
 	case LIST_EVENTS:
 		return SVC "ListMutationEvents";
+	case EXTEND:
+		return SVC "ExtendHold";
+	case LIST_HOLDS:
+		return SVC "ListHolds";
 	default:
 		return b->method;
 	}

@@ -119,6 +119,12 @@ Test(config, every_bad_line_fails_with_file_and_line)
 	        {"[servr]\nlisten = a:1\n", ":2: unknown section [servr]"},
 	        {"listen = a:1\n", ":1: unknown section []"},
 	        {"[server]\nthis is not a setting\n", ":2: not a `key = value` line"},
+	        {"[hold]\nttl = 2592001\n",
+	         ":2: [hold] ttl: must be 0 (off) to 2592000 seconds, not `2592001`"},
+	        {"[hold]\nttl = 1h\n", ":2: [hold] ttl: must be 0 (off) to 2592000 seconds"},
+	        {"[hold]\n\non_expiry = refund\n",
+	         ":3: [hold] on_expiry: must be capture, release or reverse, not `refund`"},
+	        {"[hold]\non_expiry =\n", ":2: [hold] on_expiry: must be capture, release or"},
 	};
 	char out[8192];
 
@@ -168,4 +174,40 @@ Test(config, bad_flags_name_the_flag)
 	cr_assert_eq(run((const char *const[]){"--shutdown-grace", "+5", NULL}, out, sizeof(out)),
 	             2);
 	expect(out, "budgetd: --shutdown-grace: must be 0 to 3600 seconds, not `+5`");
+}
+
+Test(config, hold_defaults_come_from_the_file_and_the_flags)
+{
+	char out[8192];
+
+	write_conf("");
+	cr_assert_eq(run((const char *const[]){"--check-config", NULL}, out, sizeof(out)), 0, "%s",
+	             out);
+	expect(out, "[hold]\nttl = 0\non_expiry = capture\n"); /* the defaults */
+	write_conf("[hold]\nttl = 300\non_expiry = reverse\n");
+	cr_assert_eq(run((const char *const[]){"--check-config", NULL}, out, sizeof(out)), 0, "%s",
+	             out);
+	expect(out, "[hold]\nttl = 300\non_expiry = reverse\n");
+	cr_assert_eq(run((const char *const[]){"--check-config", "--hold-ttl", "2592000",
+	                                       "--on-expiry", "release", NULL},
+	                 out, sizeof(out)),
+	             0, "%s", out);
+	expect(out, "[hold]\nttl = 2592000\non_expiry = release\n");
+	cr_assert_eq(run((const char *const[]){"--hold-ttl", "-1", NULL}, out, sizeof(out)), 2);
+	expect(out, "budgetd: --hold-ttl: must be 0 (off) to 2592000 seconds, not `-1`");
+	cr_assert_eq(run((const char *const[]){"--on-expiry", "CAPTURE", NULL}, out, sizeof(out)),
+	             2);
+	expect(out, "budgetd: --on-expiry: must be capture, release or reverse, not `CAPTURE`");
+}
+
+/* The example config shipped for systemd lists every section and key. */
+Test(config, the_example_config_is_valid)
+{
+	char out[8192];
+	const char *path = getenv("EXAMPLE_CONFIG");
+	const char *const argv[] = {"--config", path, "--check-config", NULL};
+
+	cr_assert_not_null(path, "EXAMPLE_CONFIG names systemd/budgetd.conf");
+	cr_assert_eq(td_run_once(argv, out, sizeof(out), 30000), 0, "%s", out);
+	expect(out, "[hold]\nttl = 0\non_expiry = capture\n");
 }

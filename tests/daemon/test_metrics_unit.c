@@ -354,6 +354,19 @@ Test(metrics, empty_histograms_are_all_zero)
 	free(body);
 }
 
+Test(metrics, expired_holds_add_up_across_expiry_batches)
+{
+	char *body = render();
+
+	cr_expect_eq(sample_u64(body, "budgetd_holds_expired_total"), 0, "present from the start");
+	free(body);
+	bd_metrics_observe_expired(m, 256);
+	bd_metrics_observe_expired(m, 4);
+	body = render();
+	cr_expect_eq(sample_u64(body, "budgetd_holds_expired_total"), 260);
+	free(body);
+}
+
 Test(metrics, authorize_decisions_by_reason)
 {
 	bd_metrics_observe_decision(m, true, 0);
@@ -484,7 +497,7 @@ Test(metrics, every_sample_belongs_to_a_declared_family)
 		cr_assert(end != value + 1 && *end == '\0', "bad value: %s", line);
 		samples++;
 	}
-	cr_expect_eq(n_declared, 10, "every family is declared");
+	cr_expect_eq(n_declared, 11, "every family is declared");
 	cr_expect_gt(samples, 50);
 	free(body);
 }

@@ -1,14 +1,17 @@
 /* fuzz_request.c - libFuzzer target: one request as budgetd receives it.
  *
  * Input: byte 0 picks the request type (byte 0 % N_TYPES), into how many
- * gRPC slices the payload is cut (byte 0 / N_TYPES % 3 + 1) and whether a
- * mutation carries the caller identity "unix" (byte 0 / N_TYPES / 3 % 2);
- * the remaining bytes are the protobuf wire payload. It is decoded by the daemon's own
+ * gRPC slices the payload is cut (byte 0 / N_TYPES % 3 + 1), whether a
+ * mutation carries the caller identity "unix" (byte 0 / N_TYPES / 3 % 2)
+ * and whether an authorize gets server defaults for what it leaves unset
+ * (--hold-ttl 3600 --on-expiry release; byte 0 / N_TYPES / 6 % 2); the
+ * remaining bytes are the protobuf wire payload. It is decoded by the daemon's own
  * bd_unpack (a grpc_byte_buffer, the arena allocator, the canonical-encoding
  * check). Mutation requests then go through bd_translate_mutation into one
  * process-wide :memory: store, exactly as the handlers of daemon/bd_budget.c
  * hand them to the writer; read requests call the store's read with the
- * decoded fields as bd_budget.c does.
+ * decoded fields as bd_budget.c does (ListHolds through
+ * bd_translate_hold_query, page token included).
  *
  * Checked after every input (store/RULES.md, bs_store.h): a string field
  * bd_unpack accepted holds no NUL byte; the store answers a bad request with
@@ -52,6 +55,7 @@ typedef enum req_class {
 	LIST_USAGES,
 	LIST_EVENTS,
 	GET_HOLD,
+	LIST_HOLDS,
 	SERVER_INFO,
 	HEALTH_CHECK,
 } req_class;
@@ -77,8 +81,13 @@ static const req_type types[] = {
         {&budgetd__v1__get_hold_request__descriptor, GET_HOLD, 0},
         {&budgetd__v1__get_server_info_request__descriptor, SERVER_INFO, 0},
         {&grpc__health__v1__health_check_request__descriptor, HEALTH_CHECK, 0},
+        {&budgetd__v1__extend_hold_request__descriptor, MUTATION, BS_KIND_EXTEND_HOLD},
+        {&budgetd__v1__list_holds_request__descriptor, LIST_HOLDS, 0},
 };
 #define N_TYPES (sizeof(types) / sizeof(types[0]))
+
+/* What an authorize leaves unset, when the input asks for server defaults. */
+static const bd_hold_defaults server_defaults = {3600, BS_EXPIRY_RELEASE};
 
 static bs_store *store;
 static uint64_t last_commit_index; /* of the current store */
@@ -373,7 +382,8 @@ static bool same_hold(const hold_copy *a, const hold_copy *b)
 	       (!a->found ||
 	        (a->h.remaining_units == b->h.remaining_units &&
 	         a->h.authorized_units == b->h.authorized_units &&
-	         a->h.disposition == b->h.disposition && a->h.updated_at_ns == b->h.updated_at_ns));
+	         a->h.disposition == b->h.disposition && a->h.updated_at_ns == b->h.updated_at_ns &&
+	         a->h.expires_at_ns == b->h.expires_at_ns && a->h.on_expiry == b->h.on_expiry));
 }
 
 /* ---- mutations ---- */
@@ -424,6 +434,11 @@ static void check_row_change(const bs_mutation *m, const bs_outcome *o, const us
 	case BS_KIND_RECONCILE_SPEND:
 		exposed -= units, realized += m->realized_units;
 		break;
+	case BS_KIND_EXTEND_HOLD: /* only the deadline moves */
+		break;
+	case BS_KIND_EXPIRE_EXPOSURE:
+		FUZZ_CHECK(false, "expire_exposure was applied from a request");
+		break;
 	}
 	FUZZ_CHECK(before->found || m->kind == BS_KIND_AUTHORIZE_EXPOSURE ||
 	                   m->kind == BS_KIND_INCREMENT_INVOCATION,
@@ -434,6 +449,40 @@ static void check_row_change(const bs_mutation *m, const bs_outcome *o, const us
 	           ", the rules give %u %" PRIu64 " %" PRIu64,
 	           bs_kind_name(m->kind), a->invocation_count, a->total_cost_exposed,
 	           a->total_cost_realized_spend, count, exposed, realized);
+}
+
+/* An authorize opens its hold with the deadline and policy asked for. */
+static void check_new_deadline(const bs_mutation *m, const bs_outcome *o, const bs_hold *a)
+{
+	FUZZ_CHECK(a->expires_at_ns == o->expires_at_ns,
+	           "authorize: hold deadline %" PRId64 ", outcome %" PRId64, a->expires_at_ns,
+	           o->expires_at_ns);
+	FUZZ_CHECK((m->ttl_seconds > 0) == (a->expires_at_ns != 0),
+	           "authorize: ttl %u gave deadline %" PRId64, m->ttl_seconds, a->expires_at_ns);
+	FUZZ_CHECK(m->ttl_seconds == 0 ||
+	                   (a->on_expiry == m->on_expiry &&
+	                    a->expires_at_ns >=
+	                            a->created_at_ns + (int64_t)m->ttl_seconds * 1000000000),
+	           "authorize: hold policy %d deadline %" PRId64
+	           " for ttl %u policy %d (created %" PRId64 ")",
+	           (int)a->on_expiry, a->expires_at_ns, m->ttl_seconds, (int)m->on_expiry,
+	           a->created_at_ns);
+}
+
+/* An extend leaves the hold open and its amounts alone, and never moves
+ * its deadline earlier. */
+static void check_extended(const bs_mutation *m, const bs_outcome *o, const bs_hold *b,
+                           const bs_hold *a)
+{
+	FUZZ_CHECK(a->disposition == BS_HOLD_OPEN && a->remaining_units == b->remaining_units,
+	           "extend: hold %s with %" PRIu64 " remaining (was %" PRIu64 ")",
+	           bs_disposition_name(a->disposition), a->remaining_units, b->remaining_units);
+	FUZZ_CHECK(a->expires_at_ns == o->expires_at_ns && a->expires_at_ns >= b->expires_at_ns &&
+	                   a->expires_at_ns > 0,
+	           "extend: deadline %" PRId64 " -> %" PRId64 " (outcome %" PRId64 ", ttl %u)",
+	           b->expires_at_ns, a->expires_at_ns, o->expires_at_ns, m->ttl_seconds);
+	FUZZ_CHECK(a->on_expiry == (b->on_expiry ? b->on_expiry : BS_EXPIRY_CAPTURE),
+	           "extend: policy %d -> %d", (int)b->on_expiry, (int)a->on_expiry);
 }
 
 static void check_hold_change(const bs_mutation *m, const bs_outcome *o, const hold_copy *before,
@@ -459,6 +508,7 @@ static void check_hold_change(const bs_mutation *m, const bs_outcome *o, const h
 		                    fuzz_str_eq(a->authority.lease_id, m->authority.lease_id) &&
 		                    a->authority.lease_epoch == m->authority.lease_epoch),
 		           "authorize: the hold's authority is not the request's");
+		check_new_deadline(m, o, a);
 		return;
 	}
 	FUZZ_CHECK(before->found && b->disposition == BS_HOLD_OPEN && after->found,
@@ -469,6 +519,9 @@ static void check_hold_change(const bs_mutation *m, const bs_outcome *o, const h
 	FUZZ_CHECK(a->authorized_units == b->authorized_units,
 	           "%s changed the hold's authorized units", bs_kind_name(m->kind));
 	switch (m->kind) {
+	case BS_KIND_EXTEND_HOLD:
+		check_extended(m, o, b, a);
+		break;
 	case BS_KIND_RELEASE_EXPOSURE:
 		FUZZ_CHECK(b->remaining_units >= m->exposure_units &&
 		                   a->remaining_units == b->remaining_units - m->exposure_units &&
@@ -595,14 +648,16 @@ static void check_dry_run(int rc, const bs_outcome *o, const bs_error *e, int re
 	           real->exposed_after, real->realized_after);
 }
 
-static void run_mutation(const req_type *t, const ProtobufCMessage *msg, bool with_caller)
+static void run_mutation(const req_type *t, const ProtobufCMessage *msg, bool with_caller,
+                         bool with_defaults)
 {
 	const Budgetd__V1__Authority *authority = NULL;
 	bs_outcome out, real;
 	bs_error err, real_err;
 	bs_mutation m;
 
-	FUZZ_CHECK(bd_translate_mutation(msg, &m, &authority) == 0,
+	FUZZ_CHECK(bd_translate_mutation(msg, with_defaults ? &server_defaults : NULL, &m,
+	                                 &authority) == 0,
 	           "bd_translate_mutation refused a %s", t->d->name);
 	FUZZ_CHECK(m.kind == t->kind, "%s translated to kind %d", t->d->name, (int)m.kind);
 	/* As handle_mutation does for an authenticated identity. */
@@ -677,6 +732,82 @@ static int visit_event(void *ctx, const bs_event *e)
 	return 0;
 }
 
+/* ListHolds: the page is in (created_at, hold_id) order after the cursor,
+ * within the filters, and each hold's page token reads back as its
+ * position. */
+typedef struct holds_ctx {
+	const bs_hold_query *q;
+	uint32_t limit;
+	size_t n;
+	int64_t prev_created;
+	char prev_id[BS_ID_LEN_MAX];
+	size_t prev_len;
+} holds_ctx;
+
+static int cmp_position(int64_t created_a, bs_str id_a, int64_t created_b, bs_str id_b)
+{
+	if (created_a != created_b)
+		return created_a < created_b ? -1 : 1;
+	size_t n = id_a.len < id_b.len ? id_a.len : id_b.len;
+	int c = memcmp(id_a.ptr, id_b.ptr, n);
+	return c ? c : (id_a.len > id_b.len) - (id_a.len < id_b.len);
+}
+
+static void check_page_token(const bs_hold *h)
+{
+	Budgetd__V1__ListHoldsRequest r = BUDGETD__V1__LIST_HOLDS_REQUEST__INIT;
+	char token[BD_PAGE_TOKEN_LEN_MAX + 1], id[BS_ID_LEN_MAX], why[WHY_MAX];
+	bs_hold_query q;
+
+	bd_page_token(h, token);
+	r.page_token = token;
+	FUZZ_CHECK(bd_translate_hold_query(&r, &q, id, why, sizeof(why)) == 0,
+	           "the page token `%s` did not read back: %s", token, why);
+	FUZZ_CHECK(q.has_after && q.after_created_ns == h->created_at_ns &&
+	                   fuzz_str_eq(q.after_hold_id, h->hold_id),
+	           "the page token `%s` reads back as another position", token);
+}
+
+static int visit_hold(void *ctx, const bs_hold *h)
+{
+	holds_ctx *l = ctx;
+	const bs_hold_query *q = l->q;
+
+	fuzz_check_hold("list_holds", h);
+	FUZZ_CHECK(++l->n <= l->limit, "list_holds returned more than %u holds", l->limit);
+	FUZZ_CHECK((!q->capability_id.ptr || fuzz_str_eq(h->capability_id, q->capability_id)) &&
+	                   (!q->has_disposition || h->disposition == q->disposition) &&
+	                   (!q->has_older_than || h->created_at_ns < q->older_than_ns),
+	           "list_holds returned a hold outside its filters");
+	FUZZ_CHECK(!q->has_after || cmp_position(q->after_created_ns, q->after_hold_id,
+	                                         h->created_at_ns, h->hold_id) < 0,
+	           "list_holds returned a hold at or before its cursor");
+	FUZZ_CHECK(l->n == 1 || cmp_position(l->prev_created, (bs_str){l->prev_id, l->prev_len},
+	                                     h->created_at_ns, h->hold_id) < 0,
+	           "list_holds: hold %zu is out of order", l->n);
+	check_page_token(h);
+	l->prev_created = h->created_at_ns;
+	l->prev_len = h->hold_id.len <= BS_ID_LEN_MAX ? h->hold_id.len : BS_ID_LEN_MAX;
+	memcpy(l->prev_id, h->hold_id.ptr, l->prev_len);
+	return 0;
+}
+
+static int list_holds(const Budgetd__V1__ListHoldsRequest *r, bs_error *err)
+{
+	char id[BS_ID_LEN_MAX], why[WHY_MAX];
+	bs_hold_query q;
+
+	if (bd_translate_hold_query(r, &q, id, why, sizeof(why)) != 0) {
+		FUZZ_CHECK(why[0] && memchr(why, '\0', sizeof(why)),
+		           "a refused query says nothing");
+		(void)snprintf(err->message, sizeof(err->message), "%s", why);
+		err->code = BS_EINVAL;
+		return BS_EINVAL;
+	}
+	holds_ctx l = {.q = &q, .limit = q.limit ? q.limit : BS_LIST_LIMIT_DEFAULT};
+	return bs_store_list_holds(store, &q, visit_hold, &l, err);
+}
+
 static void read_result(const req_type *t, int rc, const bs_error *err)
 {
 	count_result(t, rc, err);
@@ -746,6 +877,10 @@ static void run_read(const req_type *t, const ProtobufCMessage *msg)
 		read_result(t, rc, &err);
 		break;
 	}
+	case LIST_HOLDS:
+		rc = list_holds((const void *)msg, &err);
+		read_result(t, rc, &err);
+		break;
 	case SERVER_INFO:
 		FUZZ_CHECK(fuzz_commit_index(store) == l.commit_index,
 		           "commit index moved on a read");
@@ -804,11 +939,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		const Budgetd__V1__Authority *a = NULL;
 		bs_mutation m;
-		int trc = bd_translate_mutation(msg, &m, &a);
+		int trc = bd_translate_mutation(msg, NULL, &m, &a);
 		FUZZ_CHECK((trc == 0) == (t->cls == MUTATION) && (trc == 0 || trc == -EINVAL),
 		           "bd_translate_mutation returned %d for a %s", trc, t->d->name);
 		if (t->cls == MUTATION)
-			run_mutation(t, msg, data[0] / N_TYPES / 3 % 2);
+			run_mutation(t, msg, data[0] / N_TYPES / 3 % 2, data[0] / N_TYPES / 6 % 2);
 		else
 			run_read(t, msg);
 	}

@@ -8,7 +8,8 @@ and rewrites them (the files it does not name are left alone, e.g. crash
 reproducers added after a fix).
 
 corpus/fuzz_request/<name>: byte 0 = the request type index of fuzz_request.c
-(+12 per extra slice, +36 for the caller identity "unix"), then the message
+(+14 per extra slice, +42 for the caller identity "unix", +84 for the server
+defaults of an authorize), then the message
 encoded by `protoc --encode` from the text format below, or raw bytes for
 encodings protoc will not produce (NUL in a string, non-canonical forms).
 
@@ -37,6 +38,8 @@ TYPES = {
     "GetHoldRequest": 9,
     "GetServerInfoRequest": 10,
     "HealthCheckRequest": 11,
+    "ExtendHoldRequest": 12,
+    "ListHoldsRequest": 13,
 }
 N_TYPES = len(TYPES)
 
@@ -102,6 +105,27 @@ REQUESTS = [
     ("server-info", "GetServerInfoRequest", '', 0, False),
     ("health", "HealthCheckRequest", 'service: "budgetd.v1.BudgetAuthority"', 0, False),
     ("health-all", "HealthCheckRequest", '', 0, False),
+    ("authorize-ttl", "AuthorizeHoldRequest",
+     'capability_id: "cap-a" grant_index: 1 requested_exposure_units: 4 hold_id: "h10"'
+     ' ttl_seconds: 60 on_expiry: EXPIRY_POLICY_REVERSE', 0, False),
+    ("authorize-ttl-zero", "AuthorizeHoldRequest",
+     'capability_id: "cap-a" requested_exposure_units: 1 hold_id: "h11" ttl_seconds: 0', 0,
+     False),
+    ("authorize-policy-without-ttl", "AuthorizeHoldRequest",
+     'capability_id: "cap-a" requested_exposure_units: 1 hold_id: "h12"'
+     ' on_expiry: EXPIRY_POLICY_RELEASE', 0, False),
+    ("extend-hold", "ExtendHoldRequest",
+     'capability_id: "cap-a" grant_index: 1 hold_id: "h1" ttl_seconds: 30 event_id: "e10"',
+     0, True),
+    ("extend-too-long", "ExtendHoldRequest",
+     'capability_id: "cap-a" grant_index: 1 hold_id: "h1" ttl_seconds: 2592001', 0, False),
+    ("extend-zero", "ExtendHoldRequest", 'capability_id: "cap-a" hold_id: "h1"', 1, False),
+    ("list-holds", "ListHoldsRequest", 'limit: 2', 0, False),
+    ("list-holds-filtered", "ListHoldsRequest",
+     'capability_id: "cap-a" disposition: HOLD_DISPOSITION_OPEN'
+     ' older_than { seconds: 4102444800 }', 0, False),
+    ("list-holds-page", "ListHoldsRequest", 'limit: 1 page_token: "1.0.6831"', 0, False),
+    ("list-holds-bad-token", "ListHoldsRequest", 'page_token: "1.01.6831"', 0, False),
 ]
 
 # Encodings protoc does not write; bd_unpack must refuse (or accept) them.
@@ -141,8 +165,9 @@ def encode(msg_type, text):
                           check=True).stdout
 
 
-def request_byte(msg_type, slices, caller):
-    return bytes([TYPES[msg_type] + N_TYPES * (slices + (3 if caller else 0))])
+def request_byte(msg_type, slices, caller, defaults=False):
+    return bytes([TYPES[msg_type] +
+                  N_TYPES * (slices + (3 if caller else 0) + (6 if defaults else 0))])
 
 
 # ---- fuzz_sequence ----------------------------------------------------------
@@ -347,6 +372,10 @@ def main():
     out = os.path.join(HERE, "corpus", "fuzz_request")
     for name, msg_type, text, slices, caller in REQUESTS:
         write(out, name, request_byte(msg_type, slices, caller) + encode(msg_type, text))
+    write(out, "authorize-server-defaults",
+          request_byte("AuthorizeHoldRequest", 0, False, defaults=True) +
+          encode("AuthorizeHoldRequest",
+                 'capability_id: "cap-a" requested_exposure_units: 2 hold_id: "h13"'))
     for name, msg_type, payload in RAW_REQUESTS:
         write(out, name, request_byte(msg_type, 0, False) + payload)
     out = os.path.join(HERE, "corpus", "fuzz_sequence")
