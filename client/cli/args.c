@@ -87,6 +87,125 @@ bad:
 	                       CLI_TIMEOUT_S_MAX, s);
 }
 
+/* Reads exactly `n` decimal digits at *p into *v and moves *p past them. */
+static bool digits(const char **p, int n, int64_t *v)
+{
+	*v = 0;
+	for (int i = 0; i < n; i++, (*p)++) {
+		if (**p < '0' || **p > '9')
+			return false;
+		*v = *v * 10 + (**p - '0');
+	}
+	return true;
+}
+
+/* Reads the character `ch` at *p (either case for letters). */
+static bool expect_char(const char **p, char ch)
+{
+	if (**p != ch && !(ch >= 'A' && ch <= 'Z' && **p == ch - 'A' + 'a'))
+		return false;
+	(*p)++;
+	return true;
+}
+
+static int days_in_month(int64_t y, int64_t m)
+{
+	static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+	return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+	return era * 146097 + doe - 719468;
+}
+
+/* The fraction after the seconds: "" or "." and 1 to 9 digits. */
+static bool fraction(const char **p, int32_t *nanos)
+{
+	int n = 0;
+
+	*nanos = 0;
+	if (**p != '.')
+		return true;
+	for ((*p)++; **p >= '0' && **p <= '9'; (*p)++, n++) {
+		if (n == 9)
+			return false;
+		*nanos = *nanos * 10 + (**p - '0');
+	}
+	for (int i = n; i < 9; i++)
+		*nanos *= 10;
+	return n > 0;
+}
+
+/* "Z", or "+hh:mm" / "-hh:mm": the offset east of UTC in seconds. */
+static bool utc_offset(const char **p, int64_t *offset)
+{
+	int64_t h, m;
+	int sign;
+
+	if (expect_char(p, 'Z')) {
+		*offset = 0;
+		return true;
+	}
+	if (**p != '+' && **p != '-')
+		return false;
+	sign = **p == '-' ? -1 : 1;
+	(*p)++;
+	if (!digits(p, 2, &h) || !expect_char(p, ':') || !digits(p, 2, &m) || h > 23 || m > 59)
+		return false;
+	*offset = sign * (h * 3600 + m * 60);
+	return true;
+}
+
+static bool rfc3339(const char *s, bc_timestamp *out)
+{
+	int64_t y, mo, d, h, mi, se, offset;
+	const char *p = s;
+	int32_t nanos;
+
+	if (!digits(&p, 4, &y) || !expect_char(&p, '-') || !digits(&p, 2, &mo) ||
+	    !expect_char(&p, '-') || !digits(&p, 2, &d) || !expect_char(&p, 'T') ||
+	    !digits(&p, 2, &h) || !expect_char(&p, ':') || !digits(&p, 2, &mi) ||
+	    !expect_char(&p, ':') || !digits(&p, 2, &se) || !fraction(&p, &nanos) ||
+	    !utc_offset(&p, &offset) || *p != '\0')
+		return false;
+	if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+	    se > 59)
+		return false;
+	out->seconds = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
+	out->nanos = nanos;
+	return out->seconds >= CLI_TIME_SECONDS_MIN && out->seconds <= CLI_TIME_SECONDS_MAX;
+}
+
+int cli_parse_time(const cli *c, const char *option, const char *s, bc_timestamp *out)
+{
+	size_t n = strspn(s, "0123456789");
+
+	if (n > 0 && s[n] == '\0') {
+		/* Unix seconds: at most 12 digits, so no overflow. */
+		if (n <= 12 && strtoll(s, NULL, 10) <= CLI_TIME_SECONDS_MAX) {
+			out->seconds = strtoll(s, NULL, 10);
+			out->nanos = 0;
+			return 0;
+		}
+	} else if (rfc3339(s, out)) {
+		return 0;
+	}
+	return cli_usage_error(c,
+	                       "%s: expected an RFC 3339 time from year 1 to 9999 (e.g. "
+	                       "2026-01-02T03:04:05Z) or Unix seconds, got '%s'",
+	                       option, s);
+}
+
 int cli_common_option(cli *c, int id, const char *arg, const char *help)
 {
 	switch (id) {

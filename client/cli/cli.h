@@ -18,10 +18,13 @@
 #define EXIT_USAGE     2 /* bad command line */
 #define EXIT_GRPC_BASE 3 /* 3 alone: a local failure (out of memory, output) */
 
-#define CLI_ADDR_DEFAULT   "127.0.0.1:50051"
-#define CLI_ADDR_ENV       "BUDGETD_ADDR"
-#define CLI_TIMEOUT_S_MAX  86400 /* --timeout */
-#define CLI_LIST_LIMIT_MAX 1000  /* --limit: the server's page size limit */
+#define CLI_ADDR_DEFAULT     "127.0.0.1:50051"
+#define CLI_ADDR_ENV         "BUDGETD_ADDR"
+#define CLI_TIMEOUT_S_MAX    86400            /* --timeout */
+#define CLI_LIST_LIMIT_MAX   1000             /* --limit: the server's page size limit */
+#define CLI_PAGE_TOKEN_MAX   4096             /* --page-token: bytes */
+#define CLI_TIME_SECONDS_MIN (-62135596800LL) /* 0001-01-01T00:00:00Z */
+#define CLI_TIME_SECONDS_MAX 253402300799LL   /* 9999-12-31T23:59:59Z */
 
 /* Options shared by every command (accepted before or after COMMAND). */
 typedef struct cli {
@@ -81,6 +84,12 @@ int cli_parse_u64(const cli *c, const char *option, const char *s, uint64_t max,
 /* --timeout: seconds, a positive decimal with up to 3 fractional digits. */
 int cli_parse_timeout(const cli *c, const char *s, int *ms);
 
+/* A point in time: Unix seconds (digits only), or RFC 3339 with a
+ * fraction of up to 9 digits and "Z" or an offset
+ * ("2026-01-02T03:04:05.5+01:00"), from year 1 to 9999. On error prints a
+ * usage error naming `option`. */
+int cli_parse_time(const cli *c, const char *option, const char *s, bc_timestamp *out);
+
 /* Handles one common option `id` (OPT_*). Returns 0 when handled, -1 when
  * `id` is not a common option, or an exit code (usage error, or EXIT_OK
  * after --help printed `help`). */
@@ -106,11 +115,13 @@ typedef struct table table;
 
 table *table_new(size_t ncols, const char *const *headers); /* headers NULL: kv block */
 void table_right_align(table *t, size_t col);
-void table_add(table *t, ...); /* exactly ncols `const char *` cells */
+void table_add(table *t, ...);                            /* exactly ncols `const char *` cells */
+void table_add_cells(table *t, const char *const *cells); /* ncols cells */
 /* Adds a row of two cells where the second is printf-formatted. */
 void table_kv(table *t, const char *key, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 void table_print(table *t, FILE *f); /* prints and frees */
+void table_free(table *t);           /* frees without printing; NULL is allowed */
 
 /* Formats for human output; the buffers belong to the caller. */
 #define CLI_NUM_SIZE  24

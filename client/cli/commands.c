@@ -30,6 +30,12 @@ enum {
 	O_PATH,
 	O_DRY_RUN,
 	O_FOLLOW,
+	O_TTL,
+	O_ON_EXPIRY,
+	O_DISPOSITION,
+	O_OLDER_THAN,
+	O_PAGE_TOKEN,
+	O_ALL,
 };
 
 /* Each option is also accepted under its .proto field name. */
@@ -42,6 +48,7 @@ enum {
 #define OPTS_AUTHORITY       OPT("authority-id", O_AUTHORITY_ID), OPT("lease-id", O_LEASE_ID), \
                              OPT("lease-epoch", O_LEASE_EPOCH)
 #define OPTS_MAX_INVOCATIONS OPT("max-invocations", O_MAX_INVOCATIONS)
+#define OPTS_TTL             OPT("ttl", O_TTL), OPT("ttl-seconds", O_TTL)
 #define OPTS_END             {NULL, 0, NULL, 0}
 /* clang-format on */
 
@@ -76,6 +83,16 @@ typedef struct args {
 	const char *path;
 	bool dry_run;
 	bool follow;
+	bool has_ttl;
+	uint64_t ttl;
+	bool has_on_expiry;
+	int on_expiry; /* a bc_expiry_policy */
+	bool has_disposition;
+	int disposition; /* a bc_hold_disposition */
+	bool has_older_than;
+	bc_timestamp older_than;
+	const char *page_token;
+	bool all;
 	char **positional; /* what is left after the options */
 	int npositional;
 	bc_authority authority; /* filled by need_authority */
@@ -97,6 +114,68 @@ static int nonempty(const cli *c, const char *name, const char *s, const char **
 		return cli_usage_error(c, "%s: must not be empty", name);
 	*out = s;
 	return 0;
+}
+
+/* The accepted values of an enum option: the .proto value names without
+ * their prefix, in lower case. */
+typedef struct choices {
+	const char *(*name)(int value);
+	const char *prefix;
+	int first, last;  /* the values accepted */
+	const char *list; /* for the message */
+} choices;
+
+static const choices expiry_choices = {bc_expiry_policy_name, "EXPIRY_POLICY_", 1, 3,
+                                       "capture, release or reverse"};
+static const choices disposition_choices = {bc_hold_disposition_name, "HOLD_DISPOSITION_", 1, 5,
+                                            "open, released, reversed, reconciled or expired"};
+
+static int parse_choice(const cli *c, const char *name, const char *s, const choices *ch, bool *has,
+                        int *out)
+{
+	for (int v = ch->first; v <= ch->last; v++)
+		if (strcmp(s, enum_short(ch->name(v), ch->prefix, v)) == 0) {
+			*has = true;
+			*out = v;
+			return 0;
+		}
+	return cli_usage_error(c, "%s: expected %s, got '%s'", name, ch->list, s);
+}
+
+static int parse_page_token(const cli *c, const char *s, const char **out)
+{
+	if (strlen(s) > CLI_PAGE_TOKEN_MAX)
+		return cli_usage_error(c, "--page-token: longer than %d bytes", CLI_PAGE_TOKEN_MAX);
+	return nonempty(c, "--page-token", s, out);
+}
+
+/* The options of hold deadlines and of the hold list: returns -1 when `id`
+ * is none of them, else 0 or the exit code of a usage error. */
+static int parse_hold_option(const cli *c, int id, const char *arg, args *a)
+{
+	int rc;
+
+	switch (id) {
+	case O_TTL:
+		return parse_number(c, "--ttl", arg, BC_TTL_SECONDS_MAX, &a->has_ttl, &a->ttl);
+	case O_ON_EXPIRY:
+		return parse_choice(c, "--on-expiry", arg, &expiry_choices, &a->has_on_expiry,
+		                    &a->on_expiry);
+	case O_DISPOSITION:
+		return parse_choice(c, "--disposition", arg, &disposition_choices,
+		                    &a->has_disposition, &a->disposition);
+	case O_OLDER_THAN:
+		rc = cli_parse_time(c, "--older-than", arg, &a->older_than);
+		a->has_older_than = rc == 0;
+		return rc;
+	case O_PAGE_TOKEN:
+		return parse_page_token(c, arg, &a->page_token);
+	case O_ALL:
+		a->all = true;
+		return 0;
+	default:
+		return -1;
+	}
 }
 
 /* Parses the command line of one subcommand. Returns -1 to go on, or the
@@ -185,6 +264,8 @@ static int parse(cli *c, int argc, char **argv, const struct option *opts, const
 			rc = nonempty(c, "--path", optarg, &a->path);
 			break;
 		default:
+			if ((rc = parse_hold_option(c, id, optarg, a)) >= 0)
+				break;
 			rc = cli_common_option(c, id, optarg, help);
 			if (id == OPT_HELP)
 				return rc;
@@ -282,6 +363,20 @@ static const char *denial_short(bc_denial_reason r)
 	return enum_short(bc_denial_reason_name(r), "DENIAL_REASON_", r);
 }
 
+static const char *disposition_short(bc_hold_disposition d)
+{
+	return enum_short(bc_hold_disposition_name(d), "HOLD_DISPOSITION_", d);
+}
+
+/* "-" for no policy (a hold that never had a deadline, an event of
+ * another kind). */
+static const char *expiry_short(bc_expiry_policy p)
+{
+	if (p == BC_EXPIRY_POLICY_UNSPECIFIED)
+		return "-";
+	return enum_short(bc_expiry_policy_name(p), "EXPIRY_POLICY_", p);
+}
+
 static void kv_time(table *t, const char *key, bool has, const bc_timestamp *ts)
 {
 	char buf[CLI_TIME_SIZE];
@@ -342,8 +437,89 @@ static const char authorize_help[] =
 	"  --event E            idempotency key (event_id); default: a random one, shown in\n"
 	"                       the output, which a retry of this command can reuse\n"
 	"  --dry-run            only ask: would this be authorized now? Nothing is recorded\n"
+	"  --ttl S              budgetd settles the hold if it is still open S seconds from\n"
+	"                       now, 1 to 2592000; 0: never (ttl_seconds; default: the\n"
+	"                       server's, budgetd --hold-ttl). Only with --hold\n"
+	"  --on-expiry P        how budgetd settles the hold at its deadline (on_expiry):\n"
+	"                       capture (realize the remaining exposure as spend), release\n"
+	"                       (give it back, keep the invocation) or reverse (give back\n"
+	"                       both); default: the server's (budgetd --on-expiry, capture)\n"
 	AUTHORITY_HELP COMMON_HELP;
 /* clang-format on */
+
+/* --ttl and --on-expiry of authorize: only for a hold, and a policy only
+ * with a deadline (or the server's default one). */
+static int check_expiry(const cli *c, const args *a)
+{
+	if ((a->has_ttl || a->has_on_expiry) && !a->hold)
+		return cli_usage_error(c, "--ttl and --on-expiry need --hold");
+	if (a->has_on_expiry && a->has_ttl && a->ttl == 0)
+		return cli_usage_error(c, "--on-expiry needs a deadline: --ttl above 0");
+	return 0;
+}
+
+static void authorize_request(const args *a, bc_authorize_hold_request *req)
+{
+	req->capability_id = a->capability;
+	req->grant_index = a->grant;
+	req->requested_exposure_units = a->units;
+	req->has_max_invocations = a->has_max_invocations;
+	req->max_invocations = a->max_invocations;
+	req->has_max_cost_per_invocation = a->has_max_cost_per_invocation;
+	req->max_cost_per_invocation = a->max_cost_per_invocation;
+	req->has_max_total_cost_units = a->has_max_total;
+	req->max_total_cost_units = a->max_total;
+	req->hold_id = a->hold;
+	req->event_id = a->event;
+	req->dry_run = a->dry_run;
+	req->has_ttl_seconds = a->has_ttl;
+	req->ttl_seconds = (uint32_t)a->ttl;
+	req->on_expiry =
+	        a->has_on_expiry ? (bc_expiry_policy)a->on_expiry : BC_EXPIRY_POLICY_UNSPECIFIED;
+}
+
+static int print_authorize_json(const bc_authorize_hold_result *res)
+{
+	json_t *o = json_object_or_die();
+	json_t *root = json_object_or_die();
+
+	if (res->hold_id)
+		json_set(o, "holdId", json_str(res->hold_id));
+	if (res->authorized)
+		json_set(o, "authorizedExposureUnits", json_u64(res->authorized_exposure_units));
+	else
+		json_set(o, "attemptedExposureUnits", json_u64(res->attempted_exposure_units));
+	json_set(o, "committedCostUnitsAfter", json_u64(res->committed_cost_units_after));
+	json_set(o, "invocationCountAfter", json_integer(res->invocation_count_after));
+	json_set(o, "metadata", json_metadata(&res->metadata));
+	if (!res->authorized)
+		json_set(o, "denialReason",
+		         json_enum(bc_denial_reason_name(res->denial_reason), res->denial_reason));
+	if (res->has_expires_at)
+		json_set(o, "expiresAt", json_time(&res->expires_at));
+	json_set(root, res->authorized ? "authorized" : "denied", o);
+	return json_print(root);
+}
+
+static void print_authorize_human(const bc_authorize_hold_result *res)
+{
+	table *t = table_new(2, NULL);
+
+	table_kv(t, "decision", "%s", res->authorized ? "authorized" : "denied");
+	if (!res->authorized)
+		table_kv(t, "denial_reason", "%s", denial_short(res->denial_reason));
+	kv_opt_str(t, "hold_id", res->hold_id);
+	if (res->authorized)
+		kv_u64(t, "authorized_exposure_units", res->authorized_exposure_units);
+	else
+		kv_u64(t, "attempted_exposure_units", res->attempted_exposure_units);
+	kv_u64(t, "committed_cost_units_after", res->committed_cost_units_after);
+	kv_u64(t, "invocation_count_after", res->invocation_count_after);
+	if (res->authorized)
+		kv_time(t, "expires_at", res->has_expires_at, &res->expires_at);
+	kv_metadata(t, &res->metadata);
+	table_print(t, stdout);
+}
 
 static int cmd_authorize(cli *c, int argc, char **argv)
 {
@@ -361,6 +537,8 @@ static int cmd_authorize(cli *c, int argc, char **argv)
 	        OPTS_EVENT,
 	        OPTS_AUTHORITY,
 	        {"dry-run", no_argument, NULL, O_DRY_RUN},
+	        OPTS_TTL,
+	        OPT("on-expiry", O_ON_EXPIRY),
 	        OPTS_END,
 	};
 	bc_authorize_hold_request req = {0};
@@ -374,20 +552,9 @@ static int cmd_authorize(cli *c, int argc, char **argv)
 		return rc;
 	if ((rc = no_positional(c, &a)) || (rc = need(c, a.capability, "--capability")) ||
 	    (rc = need(c, a.has_grant, "--grant")) || (rc = need(c, a.has_units, "--units")) ||
-	    (rc = need_authority(c, &a, &req.authority)))
+	    (rc = check_expiry(c, &a)) || (rc = need_authority(c, &a, &req.authority)))
 		return rc;
-	req.capability_id = a.capability;
-	req.grant_index = a.grant;
-	req.requested_exposure_units = a.units;
-	req.has_max_invocations = a.has_max_invocations;
-	req.max_invocations = a.max_invocations;
-	req.has_max_cost_per_invocation = a.has_max_cost_per_invocation;
-	req.max_cost_per_invocation = a.max_cost_per_invocation;
-	req.has_max_total_cost_units = a.has_max_total;
-	req.max_total_cost_units = a.max_total;
-	req.hold_id = a.hold;
-	req.event_id = a.event;
-	req.dry_run = a.dry_run;
+	authorize_request(&a, &req);
 
 	if ((rc = cli_connect(c, &client)) != 0)
 		return rc;
@@ -397,41 +564,9 @@ static int cmd_authorize(cli *c, int argc, char **argv)
 		return cli_grpc_error(c, what(c, "AuthorizeHold"), &err);
 
 	if (c->json) {
-		json_t *o = json_object_or_die();
-		json_t *root = json_object_or_die();
-
-		if (res.hold_id)
-			json_set(o, "holdId", json_str(res.hold_id));
-		if (res.authorized)
-			json_set(o, "authorizedExposureUnits",
-			         json_u64(res.authorized_exposure_units));
-		else
-			json_set(o, "attemptedExposureUnits",
-			         json_u64(res.attempted_exposure_units));
-		json_set(o, "committedCostUnitsAfter", json_u64(res.committed_cost_units_after));
-		json_set(o, "invocationCountAfter", json_integer(res.invocation_count_after));
-		json_set(o, "metadata", json_metadata(&res.metadata));
-		if (!res.authorized)
-			json_set(o, "denialReason",
-			         json_enum(bc_denial_reason_name(res.denial_reason),
-			                   res.denial_reason));
-		json_set(root, res.authorized ? "authorized" : "denied", o);
-		rc = json_print(root);
+		rc = print_authorize_json(&res);
 	} else {
-		table *t = table_new(2, NULL);
-
-		table_kv(t, "decision", "%s", res.authorized ? "authorized" : "denied");
-		if (!res.authorized)
-			table_kv(t, "denial_reason", "%s", denial_short(res.denial_reason));
-		kv_opt_str(t, "hold_id", res.hold_id);
-		if (res.authorized)
-			kv_u64(t, "authorized_exposure_units", res.authorized_exposure_units);
-		else
-			kv_u64(t, "attempted_exposure_units", res.attempted_exposure_units);
-		kv_u64(t, "committed_cost_units_after", res.committed_cost_units_after);
-		kv_u64(t, "invocation_count_after", res.invocation_count_after);
-		kv_metadata(t, &res.metadata);
-		table_print(t, stdout);
+		print_authorize_human(&res);
 		rc = 0;
 	}
 	if (rc == 0 && !res.authorized)
@@ -648,6 +783,81 @@ static int cmd_reconcile(cli *c, int argc, char **argv)
 static int cmd_capture(cli *c, int argc, char **argv)
 {
 	return reconcile_or_capture(c, argc, argv, true);
+}
+
+/* clang-format off */
+static const char extend_help[] =
+	"usage: budgetctl extend --capability C --grant N --hold H --ttl S [options]\n"
+	"\n"
+	"ExtendHold: move the deadline of the open hold H to S seconds from now. A\n"
+	"deadline never moves earlier: when the hold's is later, it stays. A hold\n"
+	"opened without a deadline gets one, settled by capture when it passes.\n"
+	"\n"
+	"  --capability C       the hold's capability (capability_id)\n"
+	"  --grant N            the hold's grant index (grant_index)\n"
+	"  --hold H             the open hold (hold_id)\n"
+	"  --ttl S              the new deadline in seconds from now, 1 to 2592000\n"
+	"                       (ttl_seconds)\n"
+	"  --event E            idempotency key (event_id); default: a random one\n" AUTHORITY_HELP
+	COMMON_HELP;
+/* clang-format on */
+
+static int print_extend(const cli *c, const bc_extend_hold_result *res)
+{
+	if (c->json) {
+		json_t *o = json_object_or_die();
+
+		json_set(o, "holdId", json_str(res->hold_id));
+		if (res->has_expires_at)
+			json_set(o, "expiresAt", json_time(&res->expires_at));
+		json_set(o, "metadata", json_metadata(&res->metadata));
+		return json_print(o);
+	}
+	table *t = table_new(2, NULL);
+
+	table_kv(t, "hold_id", "%s", res->hold_id);
+	kv_time(t, "expires_at", res->has_expires_at, &res->expires_at);
+	kv_metadata(t, &res->metadata);
+	table_print(t, stdout);
+	return 0;
+}
+
+static int cmd_extend(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        CLI_COMMON_OPTIONS, OPTS_CAPABILITY, OPTS_GRANT,     OPTS_HOLD,
+	        OPTS_TTL,           OPTS_EVENT,      OPTS_AUTHORITY, OPTS_END,
+	};
+	bc_extend_hold_request req = {0};
+	bc_extend_hold_result res;
+	bc_client *client;
+	bc_error err;
+	args a;
+	int rc;
+
+	if ((rc = parse(c, argc, argv, opts, extend_help, &a)) >= 0)
+		return rc;
+	if ((rc = no_positional(c, &a)) || (rc = need(c, a.capability, "--capability")) ||
+	    (rc = need(c, a.has_grant, "--grant")) || (rc = need(c, a.hold, "--hold")) ||
+	    (rc = need(c, a.has_ttl, "--ttl")) || (rc = need_authority(c, &a, &req.authority)))
+		return rc;
+	if (a.ttl == 0)
+		return cli_usage_error(c, "--ttl: expected an integer from 1 to %d, got '0'",
+		                       BC_TTL_SECONDS_MAX);
+	req.capability_id = a.capability;
+	req.grant_index = a.grant;
+	req.hold_id = a.hold;
+	req.ttl_seconds = (uint32_t)a.ttl;
+	req.event_id = a.event;
+	if ((rc = cli_connect(c, &client)) != 0)
+		return rc;
+	rc = bc_extend_hold(client, &req, 0, &res, &err);
+	bc_client_free(client);
+	if (rc != 0)
+		return cli_grpc_error(c, what(c, "ExtendHold"), &err);
+	rc = print_extend(c, &res);
+	bc_extend_hold_result_free(&res);
+	return rc;
 }
 
 /* clang-format off */
@@ -868,16 +1078,69 @@ typedef struct follower {
 	uint64_t printed;
 } follower;
 
-static void event_kind_result(const bc_mutation_event *e, char kind[64], char result[96])
+/* The columns of an event, in the table and in --follow. */
+#define EVENT_COLS 16
+static const char *const event_headers[EVENT_COLS] = {
+        "SEQ",           "RECORDED_AT",    "KIND",     "CAPABILITY", "GRANT",
+        "HOLD",          "RESULT",         "EXPOSURE", "REALIZED",   "INVOCATIONS_AFTER",
+        "EXPOSED_AFTER", "REALIZED_AFTER", "TTL",      "ON_EXPIRY",  "EXPIRES_AT",
+        "EVENT_ID"};
+static const size_t event_right[] = {0, 4, 7, 8, 9, 10, 11, 12}; /* right-aligned */
+
+/* One event formatted: `cells` point into the buffers. */
+typedef struct event_row {
+	char seq[CLI_NUM_SIZE], grant[CLI_NUM_SIZE], exposure[CLI_NUM_SIZE];
+	char realized[CLI_NUM_SIZE], invocations[CLI_NUM_SIZE], exposed_after[CLI_NUM_SIZE];
+	char realized_after[CLI_NUM_SIZE], ttl[CLI_NUM_SIZE];
+	char recorded_at[CLI_TIME_SIZE], expires_at[CLI_TIME_SIZE];
+	char kind[64], result[96], on_expiry[32];
+	const char *cells[EVENT_COLS];
+} event_row;
+
+static void event_row_fill(const bc_mutation_event *e, event_row *w)
 {
-	snprintf(kind, 64, "%s",
+	snprintf(w->kind, sizeof(w->kind), "%s",
 	         enum_short(bc_mutation_kind_name(e->kind), "MUTATION_KIND_", e->kind));
 	if (!e->has_allowed)
-		snprintf(result, 96, "-");
+		snprintf(w->result, sizeof(w->result), "-");
 	else if (e->allowed)
-		snprintf(result, 96, "allowed");
+		snprintf(w->result, sizeof(w->result), "allowed");
 	else
-		snprintf(result, 96, "denied:%s", denial_short(e->denial_reason));
+		snprintf(w->result, sizeof(w->result), "denied:%s", denial_short(e->denial_reason));
+	if (e->has_ttl_seconds)
+		fmt_u64(w->ttl, e->ttl_seconds);
+	else
+		snprintf(w->ttl, sizeof(w->ttl), "-");
+	snprintf(w->on_expiry, sizeof(w->on_expiry), "%s", expiry_short(e->on_expiry));
+
+	const char *cells[EVENT_COLS] = {
+	        fmt_u64(w->seq, e->event_seq),
+	        fmt_time(w->recorded_at, e->has_recorded_at, &e->recorded_at),
+	        w->kind,
+	        e->capability_id,
+	        fmt_u64(w->grant, e->grant_index),
+	        e->hold_id ? e->hold_id : "-",
+	        w->result,
+	        fmt_u64(w->exposure, e->exposure_units),
+	        fmt_u64(w->realized, e->realized_spend_units),
+	        fmt_u64(w->invocations, e->invocation_count_after),
+	        fmt_u64(w->exposed_after, e->total_cost_exposed_after),
+	        fmt_u64(w->realized_after, e->total_cost_realized_spend_after),
+	        w->ttl,
+	        w->on_expiry,
+	        fmt_time(w->expires_at, e->has_expires_at, &e->expires_at),
+	        e->event_id,
+	};
+	memcpy(w->cells, cells, sizeof(cells));
+}
+
+/* One line of --follow: the cells separated by one space. */
+static int print_line(const char *const *cells)
+{
+	for (size_t i = 0; i < EVENT_COLS; i++)
+		if (printf("%s%c", cells[i], i + 1 < EVENT_COLS ? ' ' : '\n') < 0)
+			return -1;
+	return 0;
 }
 
 static int print_followed(void *ctx, const bc_mutation_event *e)
@@ -893,24 +1156,13 @@ static int print_followed(void *ctx, const bc_mutation_event *e)
 			f->output_failed = true;
 		free(line);
 	} else {
-		char seq[CLI_NUM_SIZE], g[CLI_NUM_SIZE], x[CLI_NUM_SIZE], r[CLI_NUM_SIZE],
-		        n[CLI_NUM_SIZE], xa[CLI_NUM_SIZE], ra[CLI_NUM_SIZE], tm[CLI_TIME_SIZE];
-		char kind[64], result[96];
+		event_row w;
 
-		if (!f->header_printed &&
-		    printf("SEQ RECORDED_AT KIND CAPABILITY GRANT HOLD RESULT EXPOSURE REALIZED "
-		           "INVOCATIONS_AFTER EXPOSED_AFTER REALIZED_AFTER EVENT_ID\n") < 0)
+		if (!f->header_printed && print_line(event_headers) != 0)
 			f->output_failed = true;
 		f->header_printed = true;
-		event_kind_result(e, kind, result);
-		if (printf("%s %s %s %s %s %s %s %s %s %s %s %s %s\n", fmt_u64(seq, e->event_seq),
-		           fmt_time(tm, e->has_recorded_at, &e->recorded_at), kind,
-		           e->capability_id, fmt_u64(g, e->grant_index),
-		           e->hold_id ? e->hold_id : "-", result, fmt_u64(x, e->exposure_units),
-		           fmt_u64(r, e->realized_spend_units),
-		           fmt_u64(n, e->invocation_count_after),
-		           fmt_u64(xa, e->total_cost_exposed_after),
-		           fmt_u64(ra, e->total_cost_realized_spend_after), e->event_id) < 0)
+		event_row_fill(e, &w);
+		if (print_line(w.cells) != 0)
 			f->output_failed = true;
 	}
 	if (fflush(stdout) != 0)
@@ -1019,6 +1271,22 @@ static const char events_help[] =
 	"  --follow             go on with new events as they commit\n" COMMON_HELP;
 /* clang-format on */
 
+static void print_events_table(const bc_event_list *res)
+{
+	table *t = table_new(EVENT_COLS, event_headers);
+
+	for (size_t i = 0; i < sizeof(event_right) / sizeof(event_right[0]); i++)
+		table_right_align(t, event_right[i]);
+	for (size_t i = 0; i < res->count; i++) {
+		event_row w;
+
+		event_row_fill(&res->events[i], &w);
+		table_add_cells(t, w.cells);
+	}
+	table_print(t, stdout);
+	printf("next_after_commit_index: %" PRIu64 "\n", res->next_after_commit_index);
+}
+
 static int cmd_events(cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1031,10 +1299,6 @@ static int cmd_events(cli *c, int argc, char **argv)
 	        {"follow", no_argument, NULL, O_FOLLOW},
 	        OPTS_END,
 	};
-	static const char *const headers[] = {
-	        "SEQ",           "RECORDED_AT",    "KIND",     "CAPABILITY", "GRANT",
-	        "HOLD",          "RESULT",         "EXPOSURE", "REALIZED",   "INVOCATIONS_AFTER",
-	        "EXPOSED_AFTER", "REALIZED_AFTER", "EVENT_ID"};
 	bc_list_mutation_events_request req = {0};
 	bc_event_list res;
 	bc_client *client;
@@ -1074,34 +1338,29 @@ static int cmd_events(cli *c, int argc, char **argv)
 		json_set(root, "nextAfterCommitIndex", json_u64(res.next_after_commit_index));
 		rc = json_print(root);
 	} else {
-		table *t = table_new(13, headers);
-		static const size_t right[] = {0, 4, 7, 8, 9, 10, 11};
-
-		for (size_t i = 0; i < sizeof(right) / sizeof(right[0]); i++)
-			table_right_align(t, right[i]);
-		for (size_t i = 0; i < res.count; i++) {
-			const bc_mutation_event *e = &res.events[i];
-			char seq[CLI_NUM_SIZE], g[CLI_NUM_SIZE], x[CLI_NUM_SIZE], r[CLI_NUM_SIZE],
-			        n[CLI_NUM_SIZE], xa[CLI_NUM_SIZE], ra[CLI_NUM_SIZE],
-			        tm[CLI_TIME_SIZE];
-			char kind[64], result[96];
-
-			event_kind_result(e, kind, result);
-			table_add(t, fmt_u64(seq, e->event_seq),
-			          fmt_time(tm, e->has_recorded_at, &e->recorded_at), kind,
-			          e->capability_id, fmt_u64(g, e->grant_index),
-			          e->hold_id ? e->hold_id : "-", result,
-			          fmt_u64(x, e->exposure_units),
-			          fmt_u64(r, e->realized_spend_units),
-			          fmt_u64(n, e->invocation_count_after),
-			          fmt_u64(xa, e->total_cost_exposed_after),
-			          fmt_u64(ra, e->total_cost_realized_spend_after), e->event_id);
-		}
-		table_print(t, stdout);
-		printf("next_after_commit_index: %" PRIu64 "\n", res.next_after_commit_index);
+		print_events_table(&res);
 	}
 	bc_event_list_free(&res);
 	return rc;
+}
+
+static void kv_hold(const bc_hold *h)
+{
+	table *t = table_new(2, NULL);
+
+	table_kv(t, "hold_id", "%s", h->hold_id);
+	table_kv(t, "capability_id", "%s", h->capability_id);
+	kv_u64(t, "grant_index", h->grant_index);
+	kv_u64(t, "authorized_exposure_units", h->authorized_exposure_units);
+	kv_u64(t, "remaining_exposure_units", h->remaining_exposure_units);
+	table_kv(t, "debited_invocation", "%s", h->debited_invocation ? "true" : "false");
+	table_kv(t, "disposition", "%s", disposition_short(h->disposition));
+	kv_authority(t, h->has_authority, &h->authority);
+	kv_time(t, "created_at", h->has_created_at, &h->created_at);
+	kv_time(t, "updated_at", h->has_updated_at, &h->updated_at);
+	kv_time(t, "expires_at", h->has_expires_at, &h->expires_at);
+	table_kv(t, "on_expiry", "%s", expiry_short(h->on_expiry));
+	table_print(t, stdout);
 }
 
 /* clang-format off */
@@ -1149,23 +1408,207 @@ static int cmd_hold(cli *c, int argc, char **argv)
 		json_set(root, "hold", json_hold(&h));
 		rc = json_print(root);
 	} else {
-		table *t = table_new(2, NULL);
-
-		table_kv(t, "hold_id", "%s", h.hold_id);
-		table_kv(t, "capability_id", "%s", h.capability_id);
-		kv_u64(t, "grant_index", h.grant_index);
-		kv_u64(t, "authorized_exposure_units", h.authorized_exposure_units);
-		kv_u64(t, "remaining_exposure_units", h.remaining_exposure_units);
-		table_kv(t, "debited_invocation", "%s", h.debited_invocation ? "true" : "false");
-		table_kv(t, "disposition", "%s",
-		         enum_short(bc_hold_disposition_name(h.disposition), "HOLD_DISPOSITION_",
-		                    h.disposition));
-		kv_authority(t, h.has_authority, &h.authority);
-		kv_time(t, "created_at", h.has_created_at, &h.created_at);
-		kv_time(t, "updated_at", h.has_updated_at, &h.updated_at);
-		table_print(t, stdout);
+		kv_hold(&h);
 	}
 	bc_hold_free(&h);
+	return rc;
+}
+
+/* clang-format off */
+static const char holds_help[] =
+	"usage: budgetctl holds [--capability C] [--disposition D] [--older-than T]\n"
+	"                       [--limit N] [--page-token T] [--all] [options]\n"
+	"\n"
+	"ListHolds: holds oldest first (by created_at, then hold_id), one page at a\n"
+	"time. When there are more, the last line is next_page_token: T; pass T as\n"
+	"--page-token, with the same filters, for the next page (JSON: nextPageToken,\n"
+	"\"\" after the last page).\n"
+	"\n"
+	"  --capability C       only the holds of this capability (capability_id)\n"
+	"  --disposition D      only the holds in this state: open, released, reversed,\n"
+	"                       reconciled or expired\n"
+	"  --older-than T       only the holds created before T: RFC 3339, e.g.\n"
+	"                       2026-01-02T03:04:05Z, or Unix seconds (older_than)\n"
+	"  --limit N            at most N holds per page, 1 to 1000 (default 0: the\n"
+	"                       server's, 100)\n"
+	"  --page-token T       continue after an earlier page (page_token)\n"
+	"  --all                fetch every page (from --page-token, or the first) and\n"
+	"                       print them as one list\n" COMMON_HELP;
+/* clang-format on */
+
+#define HOLDS_PAGES_MAX 1000000 /* --all: a bound on the pages fetched */
+#define HOLD_COLS       8
+
+/* What one run of `holds` prints: one table or one JSON list, over every
+ * page fetched. */
+typedef struct holds_out {
+	table *t;     /* human output */
+	json_t *list; /* --json */
+} holds_out;
+
+static void holds_out_init(const cli *c, holds_out *o)
+{
+	static const char *const headers[HOLD_COLS] = {"HOLD_ID",    "CAPABILITY", "GRANT",
+	                                               "AUTHORIZED", "REMAINING",  "DISPOSITION",
+	                                               "EXPIRES_AT", "CREATED_AT"};
+
+	o->t = NULL;
+	o->list = NULL;
+	if (c->json) {
+		o->list = json_array();
+		if (!o->list)
+			json_print(NULL); /* out of memory: exits */
+		return;
+	}
+	o->t = table_new(HOLD_COLS, headers);
+	for (size_t col = 2; col <= 4; col++)
+		table_right_align(o->t, col);
+}
+
+static void holds_out_row(table *t, const bc_hold *h)
+{
+	char grant[CLI_NUM_SIZE], authorized[CLI_NUM_SIZE], remaining[CLI_NUM_SIZE];
+	char expires[CLI_TIME_SIZE], created[CLI_TIME_SIZE], disposition[32];
+
+	snprintf(disposition, sizeof(disposition), "%s", disposition_short(h->disposition));
+	const char *cells[HOLD_COLS] = {
+	        h->hold_id,
+	        h->capability_id,
+	        fmt_u64(grant, h->grant_index),
+	        fmt_u64(authorized, h->authorized_exposure_units),
+	        fmt_u64(remaining, h->remaining_exposure_units),
+	        disposition,
+	        fmt_time(expires, h->has_expires_at, &h->expires_at),
+	        fmt_time(created, h->has_created_at, &h->created_at),
+	};
+	table_add_cells(t, cells);
+}
+
+static void holds_out_add(holds_out *o, const bc_hold_list *page)
+{
+	for (size_t i = 0; i < page->count; i++) {
+		if (!o->list)
+			holds_out_row(o->t, &page->holds[i]);
+		else if (json_array_append_new(o->list, json_hold(&page->holds[i])) != 0)
+			json_print(NULL); /* out of memory: exits */
+	}
+}
+
+/* Prints and releases the output; `next` is the token after the last page
+ * fetched ("" after the last page). */
+static int holds_out_print(const cli *c, holds_out *o, const char *next)
+{
+	if (c->json) {
+		json_t *root = json_object_or_die();
+
+		json_set(root, "holds", o->list);
+		json_set(root, "nextPageToken", json_str(next));
+		return json_print(root);
+	}
+	table_print(o->t, stdout);
+	if (next[0])
+		printf("next_page_token: %s\n", next);
+	return 0;
+}
+
+static void holds_out_free(holds_out *o)
+{
+	table_free(o->t);
+	json_decref(o->list);
+}
+
+/* A failure found by budgetctl in the server's answers. */
+static int server_broken(const cli *c, const char *message)
+{
+	bc_error err = {.code = BC_STATUS_INTERNAL};
+
+	snprintf(err.message, sizeof(err.message), "%s", message);
+	return cli_grpc_error(c, what(c, "ListHolds"), &err);
+}
+
+/* Fetches one page, or with `all` every page from req->page_token on, into
+ * `o`. On success *next is the token after the last page fetched (owned by
+ * the caller; "" after the last page). */
+static int fetch_holds(const cli *c, bc_client *client, bc_list_holds_request *req, bool all,
+                       holds_out *o, char **next)
+{
+	char *token = NULL; /* the page token this loop got: req->page_token */
+	bc_hold_list page;
+	bc_error err;
+	int rc = 0;
+
+	for (size_t pages = 1;; pages++) {
+		if (bc_list_holds(client, req, 0, &page, &err) != 0) {
+			rc = cli_grpc_error(c, what(c, "ListHolds"), &err);
+			break;
+		}
+		holds_out_add(o, &page);
+		bool repeated =
+		        req->page_token && strcmp(req->page_token, page.next_page_token) == 0;
+		free(token);
+		token = page.next_page_token; /* taken from the page */
+		page.next_page_token = NULL;
+		bc_hold_list_free(&page);
+		req->page_token = token;
+		if (!all || !token[0])
+			break;
+		if (repeated) {
+			rc = server_broken(c, "the server sent the same page token twice");
+			break;
+		}
+		if (pages >= HOLDS_PAGES_MAX) {
+			rc = server_broken(c, "too many pages");
+			break;
+		}
+	}
+	if (rc != 0) {
+		free(token);
+		token = NULL;
+	}
+	*next = token;
+	return rc;
+}
+
+static int cmd_holds(cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        CLI_COMMON_OPTIONS,
+	        OPTS_CAPABILITY,
+	        OPT("disposition", O_DISPOSITION),
+	        OPT("older-than", O_OLDER_THAN),
+	        OPT("limit", O_LIMIT),
+	        OPT("page-token", O_PAGE_TOKEN),
+	        {"all", no_argument, NULL, O_ALL},
+	        OPTS_END,
+	};
+	bc_list_holds_request req = {0};
+	bc_client *client;
+	char *next = NULL;
+	holds_out o;
+	args a;
+	int rc;
+
+	if ((rc = parse(c, argc, argv, opts, holds_help, &a)) >= 0)
+		return rc;
+	if ((rc = no_positional(c, &a)))
+		return rc;
+	req.limit = (uint32_t)a.limit;
+	req.capability_id = a.capability;
+	req.has_disposition = a.has_disposition;
+	req.disposition = (bc_hold_disposition)a.disposition;
+	req.has_older_than = a.has_older_than;
+	req.older_than = a.older_than;
+	req.page_token = a.page_token;
+	if ((rc = cli_connect(c, &client)) != 0)
+		return rc;
+	holds_out_init(c, &o);
+	rc = fetch_holds(c, client, &req, a.all, &o, &next);
+	bc_client_free(client);
+	if (rc == 0)
+		rc = holds_out_print(c, &o, next);
+	else
+		holds_out_free(&o);
+	free(next);
 	return rc;
 }
 
@@ -1480,12 +1923,14 @@ const command cli_commands[] = {
         {"reconcile", "settle a hold with the actual spend (ReconcileHold)", reconcile_help,
          cmd_reconcile},
         {"capture", "the same as reconcile (CaptureHold)", capture_help, cmd_capture},
+        {"extend", "move the deadline of an open hold (ExtendHold)", extend_help, cmd_extend},
         {"increment", "count an invocation without cost (IncrementInvocation)", increment_help,
          cmd_increment},
         {"usage", "show the usage of one grant (GetUsage)", usage_help, cmd_usage},
         {"usages", "list usage records (ListUsages)", usages_help, cmd_usages},
         {"events", "list the mutation log (ListMutationEvents)", events_help, cmd_events},
         {"hold", "show one hold (GetHold)", hold_help, cmd_hold},
+        {"holds", "list holds (ListHolds)", holds_help, cmd_holds},
         {"info", "show the server's version and guarantees (GetServerInfo)", info_help, cmd_info},
         {"health", "check the server's health (grpc.health.v1.Health/Check)", health_help,
          cmd_health},

@@ -76,6 +76,18 @@ void table_add(table *t, ...)
 	add_row(t, row);
 }
 
+void table_add_cells(table *t, const char *const *cells)
+{
+	char *row[TABLE_COLS_MAX];
+
+	for (size_t i = 0; i < t->ncols; i++) {
+		row[i] = strdup(cells[i] ? cells[i] : "");
+		if (!row[i])
+			oom();
+	}
+	add_row(t, row);
+}
+
 void table_kv(table *t, const char *key, const char *fmt, ...)
 {
 	char *row[2];
@@ -157,6 +169,13 @@ void table_print(table *t, FILE *f)
 			fputs(last ? "\n" : "  ", f);
 		}
 	}
+	table_free(t);
+}
+
+void table_free(table *t)
+{
+	if (!t)
+		return;
 	for (size_t i = 0; i < t->nrows * t->ncols; i++)
 		free(t->cells[i]);
 	free(t->cells);
@@ -374,6 +393,11 @@ json_t *json_event(const bc_mutation_event *e)
 	if (e->has_authority)
 		set(o, "authority", json_authority(&e->authority));
 	set(o, "caller", json_string(e->caller ? e->caller : ""));
+	if (e->has_ttl_seconds)
+		set(o, "ttlSeconds", json_integer(e->ttl_seconds));
+	if (e->has_expires_at)
+		set(o, "expiresAt", json_time(&e->expires_at));
+	set(o, "onExpiry", json_enum(bc_expiry_policy_name(e->on_expiry), e->on_expiry));
 	return o;
 }
 
@@ -394,6 +418,9 @@ json_t *json_hold(const bc_hold *h)
 		set(o, "createdAt", json_time(&h->created_at));
 	if (h->has_updated_at)
 		set(o, "updatedAt", json_time(&h->updated_at));
+	if (h->has_expires_at)
+		set(o, "expiresAt", json_time(&h->expires_at));
+	set(o, "onExpiry", json_enum(bc_expiry_policy_name(h->on_expiry), h->on_expiry));
 	return o;
 }
 

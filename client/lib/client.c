@@ -115,6 +115,7 @@ const char *bc_mutation_kind_name(int value)
 	        "MUTATION_KIND_UNSPECIFIED",        "MUTATION_KIND_INCREMENT_INVOCATION",
 	        "MUTATION_KIND_AUTHORIZE_EXPOSURE", "MUTATION_KIND_REVERSE_EXPOSURE",
 	        "MUTATION_KIND_RELEASE_EXPOSURE",   "MUTATION_KIND_RECONCILE_SPEND",
+	        "MUTATION_KIND_EXPIRE_EXPOSURE",    "MUTATION_KIND_EXTEND_HOLD",
 	};
 	return NAME_OF(names, value);
 }
@@ -124,7 +125,18 @@ const char *bc_hold_disposition_name(int value)
 	static const char *const names[] = {
 	        "HOLD_DISPOSITION_UNSPECIFIED", "HOLD_DISPOSITION_OPEN",
 	        "HOLD_DISPOSITION_RELEASED",    "HOLD_DISPOSITION_REVERSED",
-	        "HOLD_DISPOSITION_RECONCILED",
+	        "HOLD_DISPOSITION_RECONCILED",  "HOLD_DISPOSITION_EXPIRED",
+	};
+	return NAME_OF(names, value);
+}
+
+const char *bc_expiry_policy_name(int value)
+{
+	static const char *const names[] = {
+	        "EXPIRY_POLICY_UNSPECIFIED",
+	        "EXPIRY_POLICY_CAPTURE",
+	        "EXPIRY_POLICY_RELEASE",
+	        "EXPIRY_POLICY_REVERSE",
 	};
 	return NAME_OF(names, value);
 }

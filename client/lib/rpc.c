@@ -33,6 +33,15 @@ static Budgetd__V1__Authority *req_authority(const bc_authority *a, Budgetd__V1_
 	return buf;
 }
 
+static Google__Protobuf__Timestamp *req_time(const bc_timestamp *t,
+                                             Google__Protobuf__Timestamp *buf)
+{
+	google__protobuf__timestamp__init(buf);
+	buf->seconds = t->seconds;
+	buf->nanos = t->nanos;
+	return buf;
+}
+
 /* The event_id a mutation is sent with: the caller's, or a new random one
  * in `buf`. */
 static int req_event_id(const char *given, char buf[BC_EVENT_ID_SIZE], char **out, bc_error *err)
@@ -176,6 +185,35 @@ static void cv_event(conv *cv, const Budgetd__V1__MutationEvent *e, bc_mutation_
 	out->total_cost_realized_spend_after = e->total_cost_realized_spend_after;
 	cv_authority(cv, e->authority, &out->has_authority, &out->authority);
 	out->caller = cv_str(cv, e->caller);
+	out->has_ttl_seconds =
+	        e->_ttl_seconds_case == BUDGETD__V1__MUTATION_EVENT___TTL_SECONDS_TTL_SECONDS;
+	if (out->has_ttl_seconds)
+		out->ttl_seconds = e->ttl_seconds;
+	cv_time(e->expires_at, &out->has_expires_at, &out->expires_at);
+	out->on_expiry = (bc_expiry_policy)e->on_expiry;
+}
+
+static void cv_hold(conv *cv, const Budgetd__V1__Hold *h, bc_hold *out)
+{
+	out->hold_id = cv_str(cv, h->hold_id);
+	out->capability_id = cv_str(cv, h->capability_id);
+	out->grant_index = h->grant_index;
+	out->authorized_exposure_units = h->authorized_exposure_units;
+	out->remaining_exposure_units = h->remaining_exposure_units;
+	out->debited_invocation = h->debited_invocation;
+	out->disposition = (bc_hold_disposition)h->disposition;
+	cv_authority(cv, h->authority, &out->has_authority, &out->authority);
+	cv_time(h->created_at, &out->has_created_at, &out->created_at);
+	cv_time(h->updated_at, &out->has_updated_at, &out->updated_at);
+	cv_time(h->expires_at, &out->has_expires_at, &out->expires_at);
+	out->on_expiry = (bc_expiry_policy)h->on_expiry;
+}
+
+static void free_hold(bc_hold *h)
+{
+	free(h->hold_id);
+	free(h->capability_id);
+	free_authority(&h->authority);
 }
 
 static void free_event(bc_mutation_event *e)
@@ -252,10 +290,28 @@ void bc_hold_free(bc_hold *h)
 {
 	if (!h)
 		return;
-	free(h->hold_id);
-	free(h->capability_id);
-	free_authority(&h->authority);
+	free_hold(h);
 	memset(h, 0, sizeof(*h));
+}
+
+void bc_hold_list_free(bc_hold_list *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->count; i++)
+		free_hold(&l->holds[i]);
+	free(l->holds);
+	free(l->next_page_token);
+	memset(l, 0, sizeof(*l));
+}
+
+void bc_extend_hold_result_free(bc_extend_hold_result *r)
+{
+	if (!r)
+		return;
+	free(r->hold_id);
+	free_metadata(&r->metadata);
+	memset(r, 0, sizeof(*r));
 }
 
 void bc_server_info_free(bc_server_info *i)
@@ -319,6 +375,12 @@ int bc_authorize_hold(bc_client *client, const bc_authorize_hold_request *req, i
 	pr._event_id_case = BUDGETD__V1__AUTHORIZE_HOLD_REQUEST___EVENT_ID_EVENT_ID;
 	pr.authority = req_authority(req->authority, &authority);
 	pr.dry_run = req->dry_run;
+	if (req->has_ttl_seconds) {
+		pr._ttl_seconds_case =
+		        BUDGETD__V1__AUTHORIZE_HOLD_REQUEST___TTL_SECONDS_TTL_SECONDS;
+		pr.ttl_seconds = req->ttl_seconds;
+	}
+	pr.on_expiry = (Budgetd__V1__ExpiryPolicy)req->on_expiry;
 
 	rc = bc__unary(client, METHOD("AuthorizeHold"), &pr.base,
 	               &budgetd__v1__authorize_hold_response__descriptor, BC__RETRY_MUTATION,
@@ -337,6 +399,7 @@ int bc_authorize_hold(bc_client *client, const bc_authorize_hold_request *req, i
 		out->committed_cost_units_after = a->committed_cost_units_after;
 		out->invocation_count_after = a->invocation_count_after;
 		cv_metadata(&cv, a->metadata, &out->metadata);
+		cv_time(a->expires_at, &out->has_expires_at, &out->expires_at);
 	} else if (resp->decision_case == BUDGETD__V1__AUTHORIZE_HOLD_RESPONSE__DECISION_DENIED) {
 		const Budgetd__V1__AuthorizeHoldDenied *d = resp->denied;
 
@@ -718,20 +781,96 @@ int bc_get_hold(bc_client *client, const char *hold_id, int deadline_ms, bc_hold
 		return bc__fail(err, BC_STATUS_INTERNAL,
 		                "the server's GetHoldResponse has no hold");
 	}
-	const Budgetd__V1__Hold *h = resp->hold;
-
-	out->hold_id = cv_str(&cv, h->hold_id);
-	out->capability_id = cv_str(&cv, h->capability_id);
-	out->grant_index = h->grant_index;
-	out->authorized_exposure_units = h->authorized_exposure_units;
-	out->remaining_exposure_units = h->remaining_exposure_units;
-	out->debited_invocation = h->debited_invocation;
-	out->disposition = (bc_hold_disposition)h->disposition;
-	cv_authority(&cv, h->authority, &out->has_authority, &out->authority);
-	cv_time(h->created_at, &out->has_created_at, &out->created_at);
-	cv_time(h->updated_at, &out->has_updated_at, &out->updated_at);
+	cv_hold(&cv, resp->hold, out);
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 	return CONV_END(cv, bc_hold_free, out, err);
+}
+
+int bc_extend_hold(bc_client *client, const bc_extend_hold_request *req, int deadline_ms,
+                   bc_extend_hold_result *out, bc_error *err)
+{
+	Budgetd__V1__ExtendHoldRequest pr = BUDGETD__V1__EXTEND_HOLD_REQUEST__INIT;
+	Budgetd__V1__ExtendHoldResponse *resp = NULL;
+	ProtobufCMessage *msg = NULL;
+	Budgetd__V1__Authority authority;
+	char event_id[BC_EVENT_ID_SIZE];
+	conv cv = {false};
+	int rc;
+
+	CHECK_ARGS(client, req != NULL, out, err);
+	pr.capability_id = req_str(req->capability_id);
+	pr.grant_index = req->grant_index;
+	pr.hold_id = req_str(req->hold_id);
+	pr.ttl_seconds = req->ttl_seconds;
+	if ((rc = req_event_id(req->event_id, event_id, &pr.event_id, err)) != 0)
+		return rc;
+	pr._event_id_case = BUDGETD__V1__EXTEND_HOLD_REQUEST___EVENT_ID_EVENT_ID;
+	pr.authority = req_authority(req->authority, &authority);
+
+	rc = bc__unary(client, METHOD("ExtendHold"), &pr.base,
+	               &budgetd__v1__extend_hold_response__descriptor, BC__RETRY_MUTATION,
+	               deadline_ms, &msg, err);
+	if (rc != 0)
+		return rc;
+	resp = (void *)msg;
+	out->hold_id = cv_str(&cv, resp->hold_id);
+	cv_time(resp->expires_at, &out->has_expires_at, &out->expires_at);
+	cv_metadata(&cv, resp->metadata, &out->metadata);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return CONV_END(cv, bc_extend_hold_result_free, out, err);
+}
+
+/* The public ListHolds request as the protobuf-c one (borrowing its
+ * strings; `older_than` is the storage of the timestamp). */
+static void list_holds_request(const bc_list_holds_request *req, Budgetd__V1__ListHoldsRequest *pr,
+                               Google__Protobuf__Timestamp *older_than)
+{
+	pr->limit = req->limit;
+	if (req->capability_id) {
+		pr->_capability_id_case =
+		        BUDGETD__V1__LIST_HOLDS_REQUEST___CAPABILITY_ID_CAPABILITY_ID;
+		pr->capability_id = (char *)req->capability_id;
+	}
+	if (req->has_disposition) {
+		pr->_disposition_case = BUDGETD__V1__LIST_HOLDS_REQUEST___DISPOSITION_DISPOSITION;
+		pr->disposition = (Budgetd__V1__HoldDisposition)req->disposition;
+	}
+	if (req->has_older_than)
+		pr->older_than = req_time(&req->older_than, older_than);
+	pr->page_token = req_str(req->page_token);
+}
+
+int bc_list_holds(bc_client *client, const bc_list_holds_request *req, int deadline_ms,
+                  bc_hold_list *out, bc_error *err)
+{
+	Budgetd__V1__ListHoldsRequest pr = BUDGETD__V1__LIST_HOLDS_REQUEST__INIT;
+	Budgetd__V1__ListHoldsResponse *resp = NULL;
+	Google__Protobuf__Timestamp older_than;
+	ProtobufCMessage *msg = NULL;
+	conv cv = {false};
+	int rc;
+
+	CHECK_ARGS(client, req != NULL, out, err);
+	list_holds_request(req, &pr, &older_than);
+	rc = bc__unary(client, METHOD("ListHolds"), &pr.base,
+	               &budgetd__v1__list_holds_response__descriptor, BC__RETRY_READ, deadline_ms,
+	               &msg, err);
+	if (rc != 0)
+		return rc;
+	resp = (void *)msg;
+	out->next_page_token = cv_str(&cv, resp->next_page_token);
+	if (resp->n_holds > 0) {
+		out->holds = calloc(resp->n_holds, sizeof(*out->holds));
+		if (out->holds) {
+			out->count = resp->n_holds;
+			for (size_t i = 0; i < resp->n_holds; i++)
+				cv_hold(&cv, resp->holds[i], &out->holds[i]);
+		} else {
+			cv.oom = true;
+		}
+	}
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return CONV_END(cv, bc_hold_list_free, out, err);
 }
 
 int bc_get_server_info(bc_client *client, int deadline_ms, bc_server_info *out, bc_error *err)

@@ -808,6 +808,311 @@ Test(cli, hold_shows_one_hold_or_exits_with_not_found)
 	json_decref(j);
 }
 
+/* ---- hold deadlines, extend and holds ------------------------------------------- */
+
+/* The string at `path` of the JSON in `out`, copied to `buf`. */
+static const char *jcopy(const char *path, char *buf, size_t size)
+{
+	json_t *j = json_out();
+	json_t *v = jget(j, path);
+
+	cr_assert(json_is_string(v), "%s is not a string in %s", path, out);
+	snprintf(buf, size, "%s", json_string_value(v));
+	json_decref(j);
+	return buf;
+}
+
+Test(cli, authorize_with_a_ttl_shows_the_deadline_and_hold_shows_the_policy)
+{
+	expect_ok(CTLA("authorize", "--capability", "cap", "--grant", "0", "--units", "10",
+	               "--hold", "h1", "--ttl", "120", "--on-expiry", "release"));
+	expect_kv_aligned();
+	cr_assert(kv("expires_at") && strchr(kv("expires_at"), 'T'), "%s", out);
+	char deadline[64];
+	snprintf(deadline, sizeof(deadline), "%s", kv("expires_at"));
+
+	expect_ok(CTLA("hold", "h1"));
+	expect_kv_aligned();
+	expect_kv("expires_at", deadline);
+	expect_kv("on_expiry", "release");
+	expect_ok(CTLA("hold", "h1", "--json"));
+	json_t *j = json_out();
+	expect_camel_case(j);
+	expect_jstr(j, "hold.expiresAt", deadline);
+	expect_jstr(j, "hold.onExpiry", "EXPIRY_POLICY_RELEASE");
+	json_decref(j);
+
+	expect_ok(CTLA("authorize", "--json", "--capability", "cap", "--grant", "0", "--units", "1",
+	               "--hold", "h2", "--ttl-seconds", "60"));
+	j = json_out();
+	expect_camel_case(j);
+	expect_jtime(j, "authorized.expiresAt");
+	json_decref(j);
+	expect_ok(CTLA("hold", "h2"));
+	expect_kv("on_expiry", "capture");
+
+	/* No ttl, and budgetd has no --hold-ttl: no deadline. */
+	expect_ok(CTLA("authorize", "--capability", "cap", "--grant", "0", "--units", "1", "--hold",
+	               "h3"));
+	expect_kv("expires_at", "-");
+	expect_ok(CTLA("hold", "h3"));
+	expect_kv("expires_at", "-");
+	expect_kv("on_expiry", "-");
+	expect_ok(CTLA("hold", "h3", "--json"));
+	j = json_out();
+	expect_jabsent(j, "hold.expiresAt");
+	expect_jstr(j, "hold.onExpiry", "EXPIRY_POLICY_UNSPECIFIED");
+	json_decref(j);
+
+	/* The authorize event records the request. */
+	expect_ok(CTLA("events", "--json", "--limit", "1"));
+	j = json_out();
+	json_t *e = json_array_get(jget(j, "events"), 0);
+	expect_jint(e, "ttlSeconds", 120);
+	expect_jstr(e, "expiresAt", deadline);
+	expect_jstr(e, "onExpiry", "EXPIRY_POLICY_RELEASE");
+	json_decref(j);
+}
+
+Test(cli, extend_moves_the_deadline_in_human_and_json_output)
+{
+	char first[64], later[64];
+
+	expect_ok(CTLA("authorize", "--json", "--capability", "cap", "--grant", "4", "--units",
+	               "10", "--hold", "h1", "--ttl", "30"));
+	jcopy("authorized.expiresAt", first, sizeof(first));
+
+	expect_ok(CTLA("extend", "--capability", "cap", "--grant", "4", "--hold", "h1", "--ttl",
+	               "600"));
+	expect_kv_aligned();
+	expect_kv("hold_id", "h1");
+	expect_kv("budget_commit_index", "2");
+	expect_kv("replayed", "false");
+	cr_assert(is_event_id(kv("event_id")), "a generated event_id: %s", kv("event_id"));
+	snprintf(later, sizeof(later), "%s", kv("expires_at"));
+	cr_assert_gt(strcmp(later, first), 0, "%s is not after %s", later, first);
+
+	expect_ok(CTLA("--json", "extend", "--capability-id", "cap", "--grant-index", "4",
+	               "--hold-id", "h1", "--ttl-seconds", "5", "--event-id", "ext-1"));
+	json_t *j = json_out();
+	expect_camel_case(j);
+	expect_jstr(j, "holdId", "h1");
+	expect_jstr(j, "expiresAt", later); /* never earlier */
+	expect_jstr(j, "metadata.eventId", "ext-1");
+	expect_ju64(j, "metadata.budgetCommitIndex", 3);
+	expect_jbool(j, "metadata.replayed", false);
+	json_decref(j);
+	expect_ok(CTLA("extend", "--capability", "cap", "--grant", "4", "--hold", "h1", "--ttl",
+	               "5", "--event", "ext-1"));
+	expect_kv("replayed", "true");
+
+	expect_ok(CTLA("hold", "h1"));
+	expect_kv("expires_at", later);
+	expect_kv("on_expiry", "capture");
+
+	expect_ok(CTLA("events"));
+	char lines[8][1024];
+	size_t n = table_lines(lines, 8);
+	cr_assert_eq(n, 5, "a header, 3 events and the cursor:\n%s", out);
+	expect_right_aligned(lines, 4, "TTL");
+	cr_assert(strstr(lines[0], "ON_EXPIRY") && strstr(lines[0], "EXPIRES_AT"), "%s", lines[0]);
+	cr_assert(strstr(lines[2], "extend_hold") && strstr(lines[2], " 600 ") &&
+	                  strstr(lines[2], " capture ") && strstr(lines[2], later),
+	          "%s", lines[2]);
+	expect_ok(CTLA("events", "--json", "--after", "1", "--limit", "1"));
+	j = json_out();
+	json_t *e = json_array_get(jget(j, "events"), 0);
+	expect_jstr(e, "kind", "MUTATION_KIND_EXTEND_HOLD");
+	expect_jint(e, "ttlSeconds", 600);
+	expect_jstr(e, "expiresAt", later);
+	expect_jstr(e, "onExpiry", "EXPIRY_POLICY_CAPTURE");
+	json_decref(j);
+
+	expect_grpc_error(CTLA("extend", "--capability", "cap", "--grant", "4", "--hold", "nope",
+	                       "--ttl", "5"),
+	                  BC_STATUS_FAILED_PRECONDITION, "missing budget hold `nope`");
+	cr_assert(strstr(err, "ExtendHold on "), "names the call: %s", err);
+	expect_ok(CTLA("reconcile", "--capability", "cap", "--grant", "4", "--hold", "h1",
+	               "--exposed", "10", "--realized", "1"));
+	expect_grpc_error(CTLA("extend", "--json", "--capability", "cap", "--grant", "4", "--hold",
+	                       "h1", "--ttl", "5"),
+	                  BC_STATUS_FAILED_PRECONDITION, "is no longer open");
+}
+
+Test(cli, an_expired_hold_shows_in_hold_holds_and_events)
+{
+	expect_ok(CTLA("authorize", "--capability", "due", "--grant", "0", "--units", "10",
+	               "--hold", "h1", "--ttl", "1", "--on-expiry", "reverse"));
+	for (int i = 0; i < 600; i++) { /* 60 s at most */
+		expect_ok(CTLA("hold", "h1"));
+		const char *d = kv("disposition");
+		cr_assert(d, "%s", out);
+		if (strcmp(d, "open") != 0)
+			break;
+		struct timespec pause = {0, 100 * 1000 * 1000};
+		nanosleep(&pause, NULL);
+	}
+	expect_kv("disposition", "expired");
+	expect_kv("on_expiry", "reverse");
+	expect_kv("expires_at", "-");
+	expect_kv("remaining_exposure_units", "0");
+
+	expect_ok(CTLA("holds", "--disposition", "expired", "--json"));
+	json_t *j = json_out();
+	json_t *h = json_array_get(jget(j, "holds"), 0);
+	expect_jstr(h, "holdId", "h1");
+	expect_jstr(h, "disposition", "HOLD_DISPOSITION_EXPIRED");
+	expect_jstr(h, "onExpiry", "EXPIRY_POLICY_REVERSE");
+	expect_jabsent(h, "expiresAt");
+	json_decref(j);
+
+	expect_ok(CTLA("events", "--after", "1"));
+	cr_assert(strstr(out, "expire_exposure") && strstr(out, " reverse "), "%s", out);
+	expect_ok(CTLA("events", "--json", "--after", "1"));
+	j = json_out();
+	json_t *e = json_array_get(jget(j, "events"), 0);
+	expect_jstr(e, "kind", "MUTATION_KIND_EXPIRE_EXPOSURE");
+	expect_jstr(e, "onExpiry", "EXPIRY_POLICY_REVERSE");
+	expect_jint(e, "invocationCountAfter", 0);
+	json_decref(j);
+
+	expect_grpc_error(CTLA("extend", "--capability", "due", "--grant", "0", "--hold", "h1",
+	                       "--ttl", "60"),
+	                  BC_STATUS_FAILED_PRECONDITION, "is no longer open");
+}
+
+/* The first column of each row of a table in `out` (the header skipped),
+ * joined by spaces; the number of rows in *rows. */
+static const char *first_column(size_t *rows)
+{
+	static char ids[4096];
+	char lines[64][1024];
+	size_t n = table_lines(lines, 64), len = 0;
+
+	ids[0] = '\0';
+	*rows = 0;
+	for (size_t i = 1; i < n; i++) {
+		if (strncmp(lines[i], "next_page_token: ", 17) == 0)
+			continue;
+		len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%.*s", len ? " " : "",
+		                        (int)strcspn(lines[i], " "), lines[i]);
+		cr_assert_lt(len, sizeof(ids));
+		(*rows)++;
+	}
+	return ids;
+}
+
+/* The value of the "next_page_token: " line of `out`, or "". */
+static const char *next_token_line(char buf[1024])
+{
+	const char *at = strstr(out, "next_page_token: ");
+
+	buf[0] = '\0';
+	if (at)
+		snprintf(buf, 1024, "%.*s", (int)strcspn(at + 17, "\n"), at + 17);
+	return buf;
+}
+
+Test(cli, holds_is_an_aligned_table_that_pages_and_filters)
+{
+	const char *caps[] = {"a", "b", "a", "a-much-longer-capability", "a"};
+	char hold[16], units[16], token[1024];
+	size_t rows;
+
+	for (int i = 0; i < 5; i++) {
+		snprintf(hold, sizeof(hold), "hl-%d", i);
+		snprintf(units, sizeof(units), "%d", (i + 1) * 1000);
+		expect_ok(CTLA("authorize", "--capability", caps[i], "--grant", "7", "--units",
+		               units, "--hold", hold, "--ttl", i == 2 ? "300" : "0"));
+	}
+	expect_ok(CTLA("reconcile", "--capability", "b", "--grant", "7", "--hold", "hl-1",
+	               "--exposed", "2000", "--realized", "5"));
+
+	expect_ok(CTLA("holds"));
+	char lines[8][1024];
+	size_t n = table_lines(lines, 8);
+	cr_assert_eq(n, 6, "a header and 5 rows, no cursor:\n%s", out);
+	cr_assert(strncmp(lines[0], "HOLD_ID", 7) == 0, "%s", lines[0]);
+	const char *right[] = {"GRANT", "AUTHORIZED", "REMAINING"};
+	for (size_t i = 0; i < 3; i++)
+		expect_right_aligned(lines, n, right[i]);
+	cr_assert(strstr(lines[0], "DISPOSITION") && strstr(lines[0], "EXPIRES_AT") &&
+	                  strstr(lines[0], "CREATED_AT"),
+	          "%s", lines[0]);
+	cr_assert_str_eq(first_column(&rows), "hl-0 hl-1 hl-2 hl-3 hl-4", "oldest first");
+	cr_assert(strstr(lines[2], " reconciled "), "%s", lines[2]);
+	size_t at = (size_t)(strstr(lines[0], "EXPIRES_AT") - lines[0]);
+	cr_assert(strstr(lines[3], " open ") && lines[3][at] == '2', "a deadline: %s", lines[3]);
+	cr_assert(strstr(lines[1], " open ") && lines[1][at] == '-', "no deadline: %s", lines[1]);
+
+	/* Pages of 2, human and JSON: every hold exactly once. */
+	expect_ok(CTLA("holds", "--limit", "2"));
+	cr_assert_str_eq(first_column(&rows), "hl-0 hl-1");
+	cr_assert_str_neq(next_token_line(token), "", "a cursor:\n%s", out);
+	expect_ok(CTLA("holds", "--limit", "2", "--page-token", token));
+	cr_assert_str_eq(first_column(&rows), "hl-2 hl-3");
+	next_token_line(token);
+	expect_ok(CTLA("holds", "--json", "--limit", "2", "--page-token", token));
+	json_t *j = json_out();
+	expect_camel_case(j);
+	cr_assert_eq(json_array_size(jget(j, "holds")), 1);
+	expect_jstr(json_array_get(jget(j, "holds"), 0), "holdId", "hl-4");
+	expect_jstr(j, "nextPageToken", "");
+	json_decref(j);
+
+	expect_ok(CTLA("holds", "--all", "--limit", "2"));
+	cr_assert_str_eq(first_column(&rows), "hl-0 hl-1 hl-2 hl-3 hl-4");
+	cr_assert_null(strstr(out, "next_page_token"), "--all prints no cursor");
+	expect_ok(CTLA("holds", "--json", "--all", "--limit", "1"));
+	j = json_out();
+	json_t *list = jget(j, "holds");
+	cr_assert_eq(json_array_size(list), 5);
+	json_t *h = json_array_get(list, 2);
+	expect_jstr(h, "holdId", "hl-2");
+	expect_jstr(h, "capabilityId", "a");
+	expect_ju64(h, "grantIndex", 7);
+	expect_ju64(h, "authorizedExposureUnits", 3000);
+	expect_ju64(h, "remainingExposureUnits", 3000);
+	expect_jstr(h, "disposition", "HOLD_DISPOSITION_OPEN");
+	expect_jstr(h, "onExpiry", "EXPIRY_POLICY_CAPTURE");
+	expect_jtime(h, "expiresAt");
+	expect_jtime(h, "createdAt");
+	expect_jabsent(json_array_get(list, 0), "expiresAt");
+	expect_jstr(j, "nextPageToken", "");
+	json_decref(j);
+
+	/* Filters. */
+	expect_ok(CTLA("holds", "--capability", "a"));
+	cr_assert_str_eq(first_column(&rows), "hl-0 hl-2 hl-4");
+	expect_ok(CTLA("holds", "--disposition", "reconciled"));
+	cr_assert_str_eq(first_column(&rows), "hl-1");
+	expect_ok(CTLA("holds", "--disposition", "open", "--capability-id", "a", "--limit", "2",
+	               "--all"));
+	cr_assert_str_eq(first_column(&rows), "hl-0 hl-2 hl-4");
+	expect_ok(CTLA("holds", "--disposition", "expired"));
+	first_column(&rows);
+	cr_assert_eq(rows, 0, "%s", out);
+
+	char created[64];
+	expect_ok(CTLA("hold", "hl-3", "--json"));
+	jcopy("hold.createdAt", created, sizeof(created));
+	expect_ok(CTLA("holds", "--older-than", created));
+	cr_assert_str_eq(first_column(&rows), "hl-0 hl-1 hl-2", "created before hl-3");
+	expect_ok(CTLA("holds", "--older-than", "1"));
+	first_column(&rows);
+	cr_assert_eq(rows, 0, "nothing before 1970-01-01T00:00:01Z: %s", out);
+	expect_ok(CTLA("holds", "--older-than", "9999-12-31T23:59:59Z", "--capability", "b"));
+	cr_assert_str_eq(first_column(&rows), "hl-1");
+	expect_ok(CTLA("holds", "--older-than", "2000-01-01T01:00:00+01:00", "--json"));
+	j = json_out();
+	cr_assert_eq(json_array_size(jget(j, "holds")), 0);
+	json_decref(j);
+
+	expect_grpc_error(CTLA("holds", "--page-token", "not-ours"), BC_STATUS_INVALID_ARGUMENT,
+	                  "page_token");
+	cr_assert(strstr(err, "ListHolds on "), "names the call: %s", err);
+}
+
 Test(cli, info_and_health_describe_the_server)
 {
 	expect_ok(CTLA("increment", "--capability", "cap", "--grant", "0"));
@@ -916,7 +1221,7 @@ Test(cli_offline, a_server_that_never_answers_is_deadline_exceeded)
  * address refuses connections, so a line that wrongly passes parsing ends
  * with 17, not a hang. */
 typedef struct bad_line {
-	const char *args[12];
+	const char *args[14];
 	const char *message;
 } bad_line;
 
@@ -967,6 +1272,43 @@ Test(cli_offline, bad_arguments_exit_2_with_one_line)
 	        {{"events", "--limit", "1001"}, "--limit: expected an integer from 0 to 1000"},
 	        {{"events", "--after", "-1"}, "--after"},
 	        {{"events", "--grant", "99999999999"}, "--grant"},
+	        {{"authorize", "--capability", "c", "--grant", "0", "--units", "1", "--ttl", "5"},
+	         "--ttl and --on-expiry need --hold"},
+	        {{"authorize", "--capability", "c", "--grant", "0", "--units", "1", "--hold", "h",
+	          "--ttl", "-1"},
+	         "--ttl: expected an integer from 0 to 2592000, got '-1'"},
+	        {{"authorize", "--capability", "c", "--grant", "0", "--units", "1", "--hold", "h",
+	          "--on-expiry", "never"},
+	         "--on-expiry: expected capture, release or reverse, got 'never'"},
+	        {{"authorize", "--capability", "c", "--grant", "0", "--units", "1", "--hold", "h",
+	          "--ttl", "0", "--on-expiry", "release"},
+	         "--on-expiry needs a deadline"},
+	        {{"extend", "--capability", "c", "--grant", "0", "--hold", "h"}, "missing --ttl"},
+	        {{"extend", "--capability", "c", "--grant", "0", "--ttl", "5"}, "missing --hold"},
+	        {{"extend", "--grant", "0", "--hold", "h", "--ttl", "5"}, "missing --capability"},
+	        {{"extend", "--capability", "c", "--hold", "h", "--ttl", "5"}, "missing --grant"},
+	        {{"extend", "--capability", "c", "--grant", "0", "--hold", "h", "--ttl", "0"},
+	         "--ttl: expected an integer from 1 to 2592000, got '0'"},
+	        {{"extend", "--capability", "c", "--grant", "0", "--hold", "h", "--ttl", "2592001"},
+	         "--ttl: expected an integer from 0 to 2592000, got '2592001'"},
+	        {{"extend", "--capability", "c", "--grant", "0", "--hold", "", "--ttl", "5"},
+	         "--hold: must not be empty"},
+	        {{"extend", "--capability", "c", "--grant", "0", "--hold", "h", "--ttl", "5", "x"},
+	         "unexpected argument 'x'"},
+	        {{"holds", "--disposition", "closed"},
+	         "--disposition: expected open, released, reversed, reconciled or expired, got "
+	         "'closed'"},
+	        {{"holds", "--disposition", "OPEN"}, "got 'OPEN'"},
+	        {{"holds", "--older-than", "yesterday"}, "--older-than: expected an RFC 3339 time"},
+	        {{"holds", "--older-than", "2026-02-30T00:00:00Z"}, "got '2026-02-30T00:00:00Z'"},
+	        {{"holds", "--older-than", "2026-01-01T00:00:00"}, "--older-than"},
+	        {{"holds", "--older-than", "2026-01-01"}, "--older-than"},
+	        {{"holds", "--older-than", "253402300800"}, "--older-than"},
+	        {{"holds", "--older-than", "-5"}, "--older-than"},
+	        {{"holds", "--limit", "1001"}, "--limit: expected an integer from 0 to 1000"},
+	        {{"holds", "--page-token", ""}, "--page-token: must not be empty"},
+	        {{"holds", "--all", "extra"}, "unexpected argument 'extra'"},
+	        {{"holds", "--all=yes"}, "--all"},
 	        {{"hold"}, "missing the hold id"},
 	        {{"hold", "a", "b"}, "unexpected argument 'b'"},
 	        {{"hold", ""}, "hold id: must not be empty"},
@@ -989,7 +1331,7 @@ Test(cli_offline, bad_arguments_exit_2_with_one_line)
 	int fd = refusing_port(addr, false);
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const char *argv_[16] = {"--no-retry", "--addr", addr};
+		const char *argv_[18] = {"--no-retry", "--addr", addr};
 		size_t n = 3;
 		for (size_t k = 0; cases[i].args[k]; k++)
 			argv_[n++] = cases[i].args[k];
@@ -1004,9 +1346,9 @@ Test(cli_offline, bad_arguments_exit_2_with_one_line)
 
 Test(cli_offline, every_command_has_help_that_exits_0)
 {
-	static const char *const commands[] = {"authorize", "release",   "reverse", "reconcile",
-	                                       "capture",   "increment", "usage",   "usages",
-	                                       "events",    "hold",      "info",    "health"};
+	static const char *const commands[] = {
+	        "authorize", "release", "reverse", "reconcile", "capture", "extend", "increment",
+	        "usage",     "usages",  "events",  "hold",      "holds",   "info",   "health"};
 	char want[64];
 
 	expect_ok(CTL("--help"));

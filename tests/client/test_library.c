@@ -195,6 +195,40 @@ Test(retry, reply_lost_without_retries_is_unavailable_and_still_applied_once)
 	bc_usage_result_free(&u);
 }
 
+Test(retry, extend_reply_lost_is_retried_with_the_same_event_id_and_applied_once)
+{
+	bc_client *c = new_client(px.addr, true, RETRY_DEADLINE_MS);
+	bc_authorize_hold_request auth = {.capability_id = "lost",
+	                                  .requested_exposure_units = 5,
+	                                  .hold_id = "hold-lost-extend",
+	                                  .has_ttl_seconds = true,
+	                                  .ttl_seconds = 30};
+	bc_extend_hold_request req = {
+	        .capability_id = "lost", .hold_id = auth.hold_id, .ttl_seconds = 900};
+	bc_authorize_hold_result a;
+	bc_extend_hold_result r;
+	bc_error err;
+
+	cr_assert_eq(bc_authorize_hold(client, &auth, 0, &a, &err), 0, "%s", err.message);
+	bc_authorize_hold_result_free(&a);
+	proxy_drop_reply(&px, req.hold_id, PROXY_FORWARD, 0);
+	cr_assert_eq(bc_extend_hold(c, &req, 0, &r, &err), 0, "%s: %s", bc_status_name(err.code),
+	             err.message);
+	cr_assert_eq(proxy_drops(&px), 1, "the first reply was lost");
+	cr_assert(r.metadata.replayed, "the retry is answered from the log");
+	cr_assert(is_event_id(r.metadata.event_id), "generated event_id `%s`", r.metadata.event_id);
+	cr_assert(r.has_expires_at);
+
+	bc_event_list list = events_of("lost");
+	const bc_mutation_event *e = NULL;
+	cr_assert_eq(count_event(&list, r.metadata.event_id, &e), 1, "applied once");
+	cr_assert_eq(e->kind, BC_MUTATION_KIND_EXTEND_HOLD);
+	cr_assert_eq(list.count, 2, "authorize and one extension");
+	bc_event_list_free(&list);
+	bc_extend_hold_result_free(&r);
+	bc_client_free(c);
+}
+
 /* A call made on another thread, so that the test can act meanwhile. */
 typedef struct pending_increment {
 	pthread_t thread;
@@ -909,6 +943,446 @@ Test(library, the_authority_lease_is_recorded_in_the_event)
 	bc_event_list_free(&list);
 }
 
+/* ---- hold deadlines, ExtendHold and ListHolds ------------------------------------ */
+
+static int64_t unix_now(void)
+{
+	struct timespec ts;
+
+	cr_assert_eq(clock_gettime(CLOCK_REALTIME, &ts), 0);
+	return (int64_t)ts.tv_sec;
+}
+
+/* The deadline is `ttl` seconds after a moment in [before, after]. */
+static void expect_deadline(bool has, const bc_timestamp *t, int64_t before, int64_t after,
+                            uint32_t ttl)
+{
+	cr_assert(has, "no deadline");
+	cr_assert_geq(t->seconds, before + (int64_t)ttl, "%lld", (long long)t->seconds);
+	cr_assert_leq(t->seconds, after + (int64_t)ttl, "%lld", (long long)t->seconds);
+	cr_assert(t->nanos >= 0 && t->nanos <= 999999999);
+}
+
+static bool same_time(const bc_timestamp *a, const bc_timestamp *b)
+{
+	return a->seconds == b->seconds && a->nanos == b->nanos;
+}
+
+static int time_cmp(const bc_timestamp *a, const bc_timestamp *b)
+{
+	if (a->seconds != b->seconds)
+		return a->seconds < b->seconds ? -1 : 1;
+	return a->nanos < b->nanos ? -1 : a->nanos > b->nanos;
+}
+
+/* Authorizes a hold with a deadline (ttl 0: none requested). */
+static bc_authorize_hold_result authorize_ttl(const char *cap, uint64_t grant, const char *hold,
+                                              uint32_t ttl, bc_expiry_policy policy)
+{
+	bc_authorize_hold_request req = {
+	        .capability_id = cap,
+	        .grant_index = grant,
+	        .requested_exposure_units = 10,
+	        .hold_id = hold,
+	        .has_ttl_seconds = ttl > 0,
+	        .ttl_seconds = ttl,
+	        .on_expiry = policy,
+	};
+	bc_authorize_hold_result r;
+	bc_error err;
+
+	cr_assert_eq(bc_authorize_hold(client, &req, 0, &r, &err), 0, "authorize %s: %s", hold,
+	             err.message);
+	cr_assert(r.authorized);
+	return r;
+}
+
+static bc_hold hold_of(const char *hold_id)
+{
+	bc_hold h;
+	bc_error err;
+
+	cr_assert_eq(bc_get_hold(client, hold_id, 0, &h, &err), 0, "%s: %s", hold_id, err.message);
+	return h;
+}
+
+static int extend(const char *cap, uint64_t grant, const char *hold, uint32_t ttl,
+                  const char *event_id, bc_extend_hold_result *out, bc_error *err)
+{
+	bc_extend_hold_request req = {
+	        .capability_id = cap,
+	        .grant_index = grant,
+	        .hold_id = hold,
+	        .ttl_seconds = ttl,
+	        .event_id = event_id,
+	};
+
+	return bc_extend_hold(client, &req, 0, out, err);
+}
+
+TestSuite(expiry, .init = fx_setup, .fini = fx_teardown, .timeout = TEST_TIMEOUT_S);
+
+Test(expiry, authorize_with_a_ttl_opens_a_hold_with_a_deadline_and_a_policy)
+{
+	int64_t before = unix_now();
+	bc_authorize_hold_result a =
+	        authorize_ttl("ttl", 0, "h-ttl", 120, BC_EXPIRY_POLICY_RELEASE);
+	int64_t after = unix_now();
+
+	expect_deadline(a.has_expires_at, &a.expires_at, before, after, 120);
+	bc_hold h = hold_of("h-ttl");
+	cr_assert(h.has_expires_at);
+	cr_assert(same_time(&h.expires_at, &a.expires_at), "the hold has the answer's deadline");
+	cr_assert_eq(h.on_expiry, BC_EXPIRY_POLICY_RELEASE);
+	cr_assert_eq(h.disposition, BC_HOLD_DISPOSITION_OPEN);
+	bc_hold_free(&h);
+
+	bc_event_list list = events_of("ttl");
+	cr_assert_eq(list.count, 1);
+	const bc_mutation_event *e = &list.events[0];
+	cr_assert_eq(e->kind, BC_MUTATION_KIND_AUTHORIZE_EXPOSURE);
+	cr_assert(e->has_ttl_seconds);
+	cr_assert_eq(e->ttl_seconds, 120);
+	cr_assert(e->has_expires_at && same_time(&e->expires_at, &a.expires_at));
+	cr_assert_eq(e->on_expiry, BC_EXPIRY_POLICY_RELEASE);
+	bc_event_list_free(&list);
+	bc_authorize_hold_result_free(&a);
+
+	/* Without a ttl (and no budgetd --hold-ttl): no deadline anywhere. */
+	a = authorize_ttl("ttl", 0, "h-none", 0, BC_EXPIRY_POLICY_UNSPECIFIED);
+	cr_assert_not(a.has_expires_at);
+	cr_assert_eq(a.expires_at.seconds, 0);
+	h = hold_of("h-none");
+	cr_assert_not(h.has_expires_at);
+	cr_assert_eq(h.on_expiry, BC_EXPIRY_POLICY_UNSPECIFIED);
+	bc_hold_free(&h);
+	bc_authorize_hold_result_free(&a);
+
+	/* A ttl without a policy: CAPTURE. */
+	a = authorize_ttl("ttl", 0, "h-default", 60, BC_EXPIRY_POLICY_UNSPECIFIED);
+	h = hold_of("h-default");
+	cr_assert_eq(h.on_expiry, BC_EXPIRY_POLICY_CAPTURE);
+	bc_hold_free(&h);
+	bc_authorize_hold_result_free(&a);
+}
+
+Test(expiry, extend_moves_the_deadline_later_and_never_earlier)
+{
+	bc_authorize_hold_result a = authorize_ttl("ext", 3, "h-ext", 30, BC_EXPIRY_POLICY_REVERSE);
+	bc_extend_hold_result r;
+	bc_error err;
+
+	int64_t before = unix_now();
+	cr_assert_eq(extend("ext", 3, "h-ext", 3600, NULL, &r, &err), 0, "%s", err.message);
+	int64_t after = unix_now();
+	cr_assert_str_eq(r.hold_id, "h-ext");
+	expect_deadline(r.has_expires_at, &r.expires_at, before, after, 3600);
+	cr_assert_gt(time_cmp(&r.expires_at, &a.expires_at), 0, "later than the first deadline");
+	cr_assert(is_event_id(r.metadata.event_id), "a generated event_id `%s`",
+	          r.metadata.event_id);
+	cr_assert(r.metadata.has_budget_commit_index);
+	cr_assert_eq(r.metadata.budget_commit_index, 2);
+	cr_assert_not(r.metadata.replayed);
+
+	bc_hold h = hold_of("h-ext");
+	cr_assert(same_time(&h.expires_at, &r.expires_at));
+	cr_assert_eq(h.on_expiry, BC_EXPIRY_POLICY_REVERSE, "the hold keeps its policy");
+	cr_assert_eq(h.disposition, BC_HOLD_DISPOSITION_OPEN);
+	cr_assert_eq(h.remaining_exposure_units, 10);
+	bc_hold_free(&h);
+
+	bc_event_list list = events_of("ext");
+	cr_assert_eq(list.count, 2);
+	const bc_mutation_event *e = &list.events[1];
+	cr_assert_eq(e->kind, BC_MUTATION_KIND_EXTEND_HOLD);
+	cr_assert_str_eq(e->hold_id, "h-ext");
+	cr_assert_str_eq(e->event_id, r.metadata.event_id);
+	cr_assert(e->has_ttl_seconds);
+	cr_assert_eq(e->ttl_seconds, 3600);
+	cr_assert(e->has_expires_at && same_time(&e->expires_at, &r.expires_at));
+	cr_assert_eq(e->on_expiry, BC_EXPIRY_POLICY_REVERSE);
+	cr_assert_eq(e->exposure_units, 0);
+	cr_assert_eq(e->total_cost_exposed_after, 10, "an extension moves no money");
+	bc_event_list_free(&list);
+
+	/* A shorter ttl keeps the later deadline. */
+	bc_extend_hold_result shorter;
+	cr_assert_eq(extend("ext", 3, "h-ext", 1, "ext-short", &shorter, &err), 0, "%s",
+	             err.message);
+	cr_assert(same_time(&shorter.expires_at, &r.expires_at), "never earlier");
+	cr_assert_str_eq(shorter.metadata.event_id, "ext-short");
+
+	/* The same event_id again is a replay. */
+	bc_extend_hold_result again;
+	cr_assert_eq(extend("ext", 3, "h-ext", 1, "ext-short", &again, &err), 0, "%s", err.message);
+	cr_assert(again.metadata.replayed);
+	cr_assert_eq(again.metadata.budget_commit_index, shorter.metadata.budget_commit_index);
+	bc_extend_hold_result_free(&again);
+	bc_extend_hold_result_free(&shorter);
+	bc_extend_hold_result_free(&r);
+	bc_authorize_hold_result_free(&a);
+}
+
+Test(expiry, extend_gives_a_hold_without_a_deadline_one_with_capture)
+{
+	bc_authorize_hold_result a = authorize_ttl("ext", 0, "h-plain", 0, 0);
+	bc_extend_hold_result r;
+	bc_error err;
+
+	int64_t before = unix_now();
+	cr_assert_eq(extend("ext", 0, "h-plain", 90, NULL, &r, &err), 0, "%s", err.message);
+	expect_deadline(r.has_expires_at, &r.expires_at, before, unix_now(), 90);
+	bc_hold h = hold_of("h-plain");
+	cr_assert(h.has_expires_at && same_time(&h.expires_at, &r.expires_at));
+	cr_assert_eq(h.on_expiry, BC_EXPIRY_POLICY_CAPTURE);
+	bc_hold_free(&h);
+	bc_extend_hold_result_free(&r);
+	bc_authorize_hold_result_free(&a);
+}
+
+Test(expiry, extend_rejects_bad_ttls_and_missing_mismatched_or_closed_holds)
+{
+	bc_authorize_hold_result a = authorize_ttl("ext", 1, "h-bad", 60, 0);
+	bc_authorize_hold_result_free(&a);
+	bc_extend_hold_result r;
+	bc_error err;
+	int rc;
+
+	rc = extend("ext", 1, "h-bad", 0, NULL, &r, &err);
+	fx_expect_error(rc, &err, GRPC_STATUS_INVALID_ARGUMENT, "ttl_seconds");
+	rc = extend("ext", 1, "h-bad", BC_TTL_SECONDS_MAX + 1, NULL, &r, &err);
+	fx_expect_error(rc, &err, GRPC_STATUS_INVALID_ARGUMENT, "ttl_seconds");
+	rc = extend("ext", 1, "nope", 10, NULL, &r, &err);
+	fx_expect_error(rc, &err, GRPC_STATUS_FAILED_PRECONDITION, "missing budget hold `nope`");
+	rc = extend("ext", 2, "h-bad", 10, NULL, &r, &err);
+	fx_expect_error(rc, &err, GRPC_STATUS_FAILED_PRECONDITION, "does not match");
+
+	/* A settled hold is final: no deadline, no extension. */
+	bc_hold_mutation_result m = fx_reconcile("ext", 1, "h-bad", 10, 4);
+	bc_hold_mutation_result_free(&m);
+	bc_hold h = hold_of("h-bad");
+	cr_assert_eq(h.disposition, BC_HOLD_DISPOSITION_RECONCILED);
+	cr_assert_not(h.has_expires_at, "a final hold has no deadline");
+	bc_hold_free(&h);
+	rc = extend("ext", 1, "h-bad", 10, NULL, &r, &err);
+	fx_expect_error(rc, &err, GRPC_STATUS_FAILED_PRECONDITION, "is no longer open");
+	cr_assert_null(r.hold_id, "a failed call leaves the result zeroed");
+}
+
+/* Waits (bounded) until the hold leaves OPEN; returns it. */
+static bc_hold wait_settled(const char *hold_id)
+{
+	struct timespec pause = {0, 50 * 1000 * 1000};
+
+	for (int i = 0; i < WAIT_MS / 50; i++) {
+		bc_hold h = hold_of(hold_id);
+
+		if (h.disposition != BC_HOLD_DISPOSITION_OPEN)
+			return h;
+		bc_hold_free(&h);
+		nanosleep(&pause, NULL);
+	}
+	cr_assert_fail("hold %s is still open after %d ms", hold_id, WAIT_MS);
+	return (bc_hold){0};
+}
+
+Test(expiry, a_hold_past_its_deadline_is_expired_listed_and_final)
+{
+	bc_authorize_hold_result a = authorize_ttl("due", 0, "h-due", 1, BC_EXPIRY_POLICY_CAPTURE);
+	bc_authorize_hold_result_free(&a);
+
+	bc_hold h = wait_settled("h-due");
+	cr_assert_eq(h.disposition, BC_HOLD_DISPOSITION_EXPIRED);
+	cr_assert_eq(h.on_expiry, BC_EXPIRY_POLICY_CAPTURE, "the policy it was settled by");
+	cr_assert_not(h.has_expires_at, "a final hold has no deadline");
+	cr_assert_eq(h.remaining_exposure_units, 0);
+	bc_hold_free(&h);
+
+	bc_event_list list = events_of("due");
+	cr_assert_eq(list.count, 2);
+	const bc_mutation_event *e = &list.events[1];
+	cr_assert_eq(e->kind, BC_MUTATION_KIND_EXPIRE_EXPOSURE);
+	cr_assert_str_eq(e->hold_id, "h-due");
+	cr_assert_eq(e->on_expiry, BC_EXPIRY_POLICY_CAPTURE);
+	cr_assert_eq(e->exposure_units, 10);
+	cr_assert_eq(e->realized_spend_units, 10, "captured");
+	cr_assert_not(e->has_ttl_seconds);
+	cr_assert_str_eq(e->caller, "budgetd");
+	bc_event_list_free(&list);
+
+	bc_list_holds_request req = {.has_disposition = true,
+	                             .disposition = BC_HOLD_DISPOSITION_EXPIRED};
+	bc_hold_list l;
+	bc_error err;
+	cr_assert_eq(bc_list_holds(client, &req, 0, &l, &err), 0, "%s", err.message);
+	cr_assert_eq(l.count, 1);
+	cr_assert_str_eq(l.holds[0].hold_id, "h-due");
+	cr_assert_eq(l.holds[0].disposition, BC_HOLD_DISPOSITION_EXPIRED);
+	bc_hold_list_free(&l);
+
+	bc_extend_hold_result r;
+	fx_expect_error(extend("due", 0, "h-due", 60, NULL, &r, &err), &err,
+	                GRPC_STATUS_FAILED_PRECONDITION, "is no longer open");
+}
+
+/* Every hold of all pages of `req` (limit per page), in order. */
+static size_t list_all_holds(bc_list_holds_request req, char ids[][32], size_t max, size_t *pages)
+{
+	char token[1024] = "";
+	size_t n = 0;
+
+	*pages = 0;
+	for (;;) {
+		bc_hold_list page;
+		bc_error err;
+
+		req.page_token = token;
+		cr_assert_eq(bc_list_holds(client, &req, 0, &page, &err), 0, "%s", err.message);
+		(*pages)++;
+		cr_assert_leq(page.count, req.limit);
+		cr_assert_not_null(page.next_page_token);
+		for (size_t i = 0; i < page.count; i++) {
+			cr_assert_lt(n, max);
+			snprintf(ids[n++], 32, "%s", page.holds[i].hold_id);
+		}
+		cr_assert_lt(strlen(page.next_page_token), sizeof(token));
+		snprintf(token, sizeof(token), "%s", page.next_page_token);
+		bc_hold_list_free(&page);
+		if (!token[0])
+			return n;
+		cr_assert_lt(*pages, 1000, "paging does not end");
+	}
+}
+
+Test(expiry, list_holds_pages_through_every_hold_exactly_once_oldest_first)
+{
+	enum { HOLDS = 23 };
+	char want[HOLDS][32], got[HOLDS + 8][32];
+	size_t pages;
+
+	for (int i = 0; i < HOLDS; i++) {
+		snprintf(want[i], sizeof(want[i]), "page-%02d", i);
+		bc_authorize_hold_result a =
+		        fx_authorize(i % 2 ? "odd" : "even", 0, 1, want[i], NULL, false, 0);
+		bc_authorize_hold_result_free(&a);
+	}
+	bc_list_holds_request req = {.limit = 4};
+	size_t n = list_all_holds(req, got, HOLDS + 8, &pages);
+	cr_assert_eq(n, HOLDS);
+	cr_assert_eq(pages, (HOLDS + 3) / 4, "%zu pages", pages);
+	for (int i = 0; i < HOLDS; i++)
+		cr_assert_str_eq(got[i], want[i], "oldest first, each once");
+
+	req = (bc_list_holds_request){.limit = 5, .capability_id = "odd"};
+	n = list_all_holds(req, got, HOLDS + 8, &pages);
+	cr_assert_eq(n, HOLDS / 2);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_str_eq(got[i], want[2 * i + 1]);
+
+	/* One page of all: the default limit is 100. */
+	bc_hold_list all;
+	bc_error err;
+	req = (bc_list_holds_request){0};
+	cr_assert_eq(bc_list_holds(client, &req, 0, &all, &err), 0, "%s", err.message);
+	cr_assert_eq(all.count, HOLDS);
+	cr_assert_str_empty(all.next_page_token);
+	for (size_t i = 1; i < all.count; i++)
+		cr_assert_leq(time_cmp(&all.holds[i - 1].created_at, &all.holds[i].created_at), 0);
+	cr_assert_str_eq(all.holds[0].capability_id, "even");
+	cr_assert_eq(all.holds[0].authorized_exposure_units, 1);
+	cr_assert(all.holds[0].has_created_at && all.holds[0].debited_invocation);
+	bc_hold_list_free(&all);
+}
+
+Test(expiry, list_holds_filters_by_disposition_and_age)
+{
+	const char *ids[] = {"f-open", "f-released", "f-reconciled", "f-reversed", "f-late"};
+	bc_error err;
+
+	for (size_t i = 0; i < 4; i++) {
+		bc_authorize_hold_result a = fx_authorize("filt", i, 10, ids[i], NULL, false, 0);
+		bc_authorize_hold_result_free(&a);
+	}
+	bc_release_hold_request rel = {.capability_id = "filt",
+	                               .grant_index = 1,
+	                               .hold_id = "f-released",
+	                               .released_exposure_units = 10};
+	bc_reverse_hold_request rev = {.capability_id = "filt",
+	                               .grant_index = 3,
+	                               .hold_id = "f-reversed",
+	                               .reversed_exposure_units = 10};
+	bc_hold_mutation_result m;
+	cr_assert_eq(bc_release_hold(client, &rel, 0, &m, &err), 0, "%s", err.message);
+	bc_hold_mutation_result_free(&m);
+	cr_assert_eq(bc_reverse_hold(client, &rev, 0, &m, &err), 0, "%s", err.message);
+	bc_hold_mutation_result_free(&m);
+	m = fx_reconcile("filt", 2, "f-reconciled", 10, 3);
+	bc_hold_mutation_result_free(&m);
+	struct timespec pause = {0, 20 * 1000 * 1000};
+	nanosleep(&pause, NULL);
+	bc_authorize_hold_result late = authorize_ttl("filt", 9, "f-late", 600, 0);
+	bc_authorize_hold_result_free(&late);
+
+	static const struct {
+		bc_hold_disposition d;
+		const char *first;
+		size_t count;
+	} cases[] = {
+	        {BC_HOLD_DISPOSITION_OPEN, "f-open", 2},
+	        {BC_HOLD_DISPOSITION_RELEASED, "f-released", 1},
+	        {BC_HOLD_DISPOSITION_REVERSED, "f-reversed", 1},
+	        {BC_HOLD_DISPOSITION_RECONCILED, "f-reconciled", 1},
+	        {BC_HOLD_DISPOSITION_EXPIRED, NULL, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		bc_list_holds_request req = {.has_disposition = true, .disposition = cases[i].d};
+		bc_hold_list l;
+
+		cr_assert_eq(bc_list_holds(client, &req, 0, &l, &err), 0, "%s", err.message);
+		cr_assert_eq(l.count, cases[i].count, "disposition %d: %zu holds", cases[i].d,
+		             l.count);
+		for (size_t k = 0; k < l.count; k++)
+			cr_assert_eq(l.holds[k].disposition, cases[i].d);
+		if (cases[i].first)
+			cr_assert_str_eq(l.holds[0].hold_id, cases[i].first);
+		bc_hold_list_free(&l);
+	}
+
+	/* older_than: the holds created before f-late's creation. */
+	bc_hold h = hold_of("f-late");
+	cr_assert(h.has_expires_at && h.on_expiry == BC_EXPIRY_POLICY_CAPTURE);
+	bc_list_holds_request req = {
+	        .capability_id = "filt", .has_older_than = true, .older_than = h.created_at};
+	bc_hold_list l;
+	cr_assert_eq(bc_list_holds(client, &req, 0, &l, &err), 0, "%s", err.message);
+	cr_assert_eq(l.count, 4, "all but f-late");
+	for (size_t k = 0; k < l.count; k++)
+		cr_assert_str_neq(l.holds[k].hold_id, "f-late");
+	bc_hold_list_free(&l);
+
+	/* The listed hold carries its deadline and policy. */
+	req = (bc_list_holds_request){.capability_id = "filt",
+	                              .has_disposition = true,
+	                              .disposition = BC_HOLD_DISPOSITION_OPEN};
+	cr_assert_eq(bc_list_holds(client, &req, 0, &l, &err), 0, "%s", err.message);
+	cr_assert_eq(l.count, 2);
+	cr_assert_str_eq(l.holds[1].hold_id, "f-late");
+	cr_assert(l.holds[1].has_expires_at && same_time(&l.holds[1].expires_at, &h.expires_at));
+	cr_assert_eq(l.holds[1].on_expiry, BC_EXPIRY_POLICY_CAPTURE);
+	cr_assert_not(l.holds[0].has_expires_at);
+	bc_hold_list_free(&l);
+	bc_hold_free(&h);
+
+	req = (bc_list_holds_request){.limit = 1001};
+	fx_expect_error(bc_list_holds(client, &req, 0, &l, &err), &err,
+	                GRPC_STATUS_INVALID_ARGUMENT, "limit");
+	cr_assert_eq(l.count, 0);
+	cr_assert_null(l.next_page_token);
+	req = (bc_list_holds_request){.page_token = "not-a-token-of-ours"};
+	fx_expect_error(bc_list_holds(client, &req, 0, &l, &err), &err,
+	                GRPC_STATUS_INVALID_ARGUMENT, "page_token");
+}
+
 /* ---- the client's own checks (no server needed) --------------------------------- */
 
 TestSuite(local, .timeout = TEST_TIMEOUT_S);
@@ -952,6 +1426,21 @@ Test(local, null_arguments_and_bad_deadlines_are_invalid_argument)
 	cr_assert(strstr(err.message, "deadline"), "%s", err.message);
 	cr_assert_eq(bc_get_usage(c, "cap", 0, -1, &u, &err), -BC_STATUS_INVALID_ARGUMENT);
 	cr_assert_eq(bc_event_id_new(NULL, &err), -BC_STATUS_INVALID_ARGUMENT);
+
+	bc_extend_hold_request ext = {.capability_id = "cap", .hold_id = "h", .ttl_seconds = 1};
+	bc_extend_hold_result x = {.hold_id = (char *)"garbage"};
+	cr_assert_eq(bc_extend_hold(c, NULL, 0, &x, &err), -BC_STATUS_INVALID_ARGUMENT);
+	cr_assert_null(x.hold_id, "the result is zeroed first");
+	cr_assert_eq(bc_extend_hold(c, &ext, 0, NULL, &err), -BC_STATUS_INVALID_ARGUMENT);
+	cr_assert_eq(bc_extend_hold(NULL, &ext, 0, &x, &err), -BC_STATUS_INVALID_ARGUMENT);
+	cr_assert_eq(bc_extend_hold(c, &ext, -1, &x, &err), -BC_STATUS_INVALID_ARGUMENT);
+	bc_list_holds_request lh = {0};
+	bc_hold_list l;
+	cr_assert_eq(bc_list_holds(c, NULL, 0, &l, &err), -BC_STATUS_INVALID_ARGUMENT);
+	cr_assert_eq(l.count, 0);
+	cr_assert_null(l.next_page_token);
+	cr_assert_eq(bc_list_holds(c, &lh, 0, NULL, &err), -BC_STATUS_INVALID_ARGUMENT);
+	cr_assert_eq(bc_list_holds(c, &lh, -1, &l, &err), -BC_STATUS_INVALID_ARGUMENT);
 	bc_client_free(c);
 	bc_client_free(NULL);
 }
@@ -966,6 +1455,8 @@ Test(local, free_functions_accept_zeroed_and_freed_results)
 	bc_event_list el = {0};
 	bc_hold h = {0};
 	bc_server_info s = {0};
+	bc_extend_hold_result x = {0};
+	bc_hold_list hl = {0};
 
 	for (int twice = 0; twice < 2; twice++) {
 		bc_authorize_hold_result_free(&a);
@@ -976,9 +1467,13 @@ Test(local, free_functions_accept_zeroed_and_freed_results)
 		bc_event_list_free(&el);
 		bc_hold_free(&h);
 		bc_server_info_free(&s);
+		bc_extend_hold_result_free(&x);
+		bc_hold_list_free(&hl);
 	}
 	bc_authorize_hold_result_free(NULL);
 	bc_event_list_free(NULL);
+	bc_extend_hold_result_free(NULL);
+	bc_hold_list_free(NULL);
 }
 
 Test(local, names_of_codes_and_enum_values)
@@ -995,7 +1490,18 @@ Test(local, names_of_codes_and_enum_values)
 	                 "DENIAL_REASON_MAX_TOTAL_COST");
 	cr_assert_str_eq(bc_serving_status_name(BC_SERVING_STATUS_NOT_SERVING), "NOT_SERVING");
 	cr_assert_str_eq(bc_guarantee_level_name(1), "GUARANTEE_LEVEL_SINGLE_NODE_ATOMIC");
-	cr_assert_null(bc_mutation_kind_name(6), "a value from a newer server");
+	cr_assert_str_eq(bc_mutation_kind_name(BC_MUTATION_KIND_EXPIRE_EXPOSURE),
+	                 "MUTATION_KIND_EXPIRE_EXPOSURE");
+	cr_assert_str_eq(bc_mutation_kind_name(BC_MUTATION_KIND_EXTEND_HOLD),
+	                 "MUTATION_KIND_EXTEND_HOLD");
+	cr_assert_str_eq(bc_hold_disposition_name(BC_HOLD_DISPOSITION_EXPIRED),
+	                 "HOLD_DISPOSITION_EXPIRED");
+	cr_assert_str_eq(bc_expiry_policy_name(BC_EXPIRY_POLICY_UNSPECIFIED),
+	                 "EXPIRY_POLICY_UNSPECIFIED");
+	cr_assert_str_eq(bc_expiry_policy_name(BC_EXPIRY_POLICY_REVERSE), "EXPIRY_POLICY_REVERSE");
+	cr_assert_null(bc_expiry_policy_name(4));
+	cr_assert_null(bc_hold_disposition_name(6));
+	cr_assert_null(bc_mutation_kind_name(8), "a value from a newer server");
 	cr_assert_null(bc_denial_reason_name(-1));
 	cr_assert_null(bc_budget_profile_name(2));
 	cr_assert_null(bc_metering_profile_name(2));

@@ -344,6 +344,8 @@ static int attempt(bc_client *c, op *o, bc_error *err)
 		return rc;
 	}
 	case BC_MUTATION_KIND_UNSPECIFIED:
+	case BC_MUTATION_KIND_EXPIRE_EXPOSURE: /* this test neither expires nor extends */
+	case BC_MUTATION_KIND_EXTEND_HOLD:
 		break;
 	}
 	err->code = BC_STATUS_INTERNAL;

@@ -30,16 +30,16 @@
  *   exists.
  *
  * Safe retries: for the mutations (authorize, release, reverse, reconcile,
- * capture, increment) the client sends an event_id with every request: the
- * caller's, or a fresh random one (128 bits as 32 lowercase hex digits,
- * returned in the result's metadata.event_id). An attempt that fails with
- * UNAVAILABLE or DEADLINE_EXCEEDED is repeated with the same event_id, after
- * a bounded exponential backoff with jitter, so the server applies the
- * mutation at most once (a repeat of an applied mutation answers with
- * metadata.replayed = true). Reads are retried on UNAVAILABLE only. Each
- * attempt gets the whole per-call deadline. To retry across a failed call
- * (or a process restart) yourself, choose the event_id up front, e.g. with
- * bc_event_id_new, and send the same one again.
+ * capture, increment, extend) the client sends an event_id with every
+ * request: the caller's, or a fresh random one (128 bits as 32 lowercase
+ * hex digits, returned in the result's metadata.event_id). An attempt that
+ * fails with UNAVAILABLE or DEADLINE_EXCEEDED is repeated with the same
+ * event_id, after a bounded exponential backoff with jitter, so the server
+ * applies the mutation at most once (a repeat of an applied mutation
+ * answers with metadata.replayed = true). Reads are retried on UNAVAILABLE
+ * only. Each attempt gets the whole per-call deadline. To retry across a
+ * failed call (or a process restart) yourself, choose the event_id up
+ * front, e.g. with bc_event_id_new, and send the same one again.
  */
 #ifndef BUDGETD_CLIENT_H
 #define BUDGETD_CLIENT_H
@@ -66,6 +66,7 @@ extern "C" {
 #define BC_RECV_MESSAGE_BYTES_MAX  (8 * 1024 * 1024)
 #define BC_EVENT_ID_SIZE           33 /* 32 hex digits and the NUL */
 #define BC_ERROR_MESSAGE_MAX       512
+#define BC_TTL_SECONDS_MAX         2592000 /* 30 days: the longest hold deadline */
 
 /* gRPC status codes (the values of grpc_status_code). */
 enum {
@@ -124,6 +125,8 @@ typedef enum bc_mutation_kind {
 	BC_MUTATION_KIND_REVERSE_EXPOSURE = 3,
 	BC_MUTATION_KIND_RELEASE_EXPOSURE = 4,
 	BC_MUTATION_KIND_RECONCILE_SPEND = 5,
+	BC_MUTATION_KIND_EXPIRE_EXPOSURE = 6, /* budgetd settled a hold at its deadline */
+	BC_MUTATION_KIND_EXTEND_HOLD = 7,
 } bc_mutation_kind;
 
 typedef enum bc_hold_disposition {
@@ -132,7 +135,16 @@ typedef enum bc_hold_disposition {
 	BC_HOLD_DISPOSITION_RELEASED = 2,
 	BC_HOLD_DISPOSITION_REVERSED = 3,
 	BC_HOLD_DISPOSITION_RECONCILED = 4,
+	BC_HOLD_DISPOSITION_EXPIRED = 5, /* settled by budgetd at its deadline */
 } bc_hold_disposition;
+
+/* What budgetd does with an open hold when its deadline passes. */
+typedef enum bc_expiry_policy {
+	BC_EXPIRY_POLICY_UNSPECIFIED = 0, /* request: the server's default; hold: no deadline */
+	BC_EXPIRY_POLICY_CAPTURE = 1,     /* realize the remaining exposure as spend */
+	BC_EXPIRY_POLICY_RELEASE = 2,     /* give the exposure back, keep the invocation */
+	BC_EXPIRY_POLICY_REVERSE = 3,     /* give back the exposure and the invocation */
+} bc_expiry_policy;
 
 typedef enum bc_denial_reason {
 	BC_DENIAL_REASON_UNSPECIFIED = 0, /* not denied */
@@ -157,6 +169,7 @@ BC_API const char *bc_budget_profile_name(int value);
 BC_API const char *bc_metering_profile_name(int value);
 BC_API const char *bc_mutation_kind_name(int value);
 BC_API const char *bc_hold_disposition_name(int value);
+BC_API const char *bc_expiry_policy_name(int value);
 BC_API const char *bc_denial_reason_name(int value);
 BC_API const char *bc_serving_status_name(int value);
 
@@ -245,6 +258,11 @@ typedef struct bc_authorize_hold_request {
 	const char *event_id;          /* NULL: the client generates one */
 	const bc_authority *authority; /* NULL: none */
 	bool dry_run;                  /* decide against the current state, record nothing */
+	/* The hold's deadline: budgetd settles it by `on_expiry` when it is
+	 * still open ttl_seconds after it opened. Only with a hold_id. */
+	bool has_ttl_seconds;       /* false: the server's default (budgetd --hold-ttl) */
+	uint32_t ttl_seconds;       /* 1 to BC_TTL_SECONDS_MAX; 0: no deadline */
+	bc_expiry_policy on_expiry; /* UNSPECIFIED: the server's default */
 } bc_authorize_hold_request;
 
 /* AuthorizeHoldResponse: authorized, or denied by a limit. */
@@ -257,6 +275,8 @@ typedef struct bc_authorize_hold_result {
 	uint32_t invocation_count_after;
 	bc_denial_reason denial_reason; /* when denied */
 	bc_commit_metadata metadata;
+	bool has_expires_at;     /* authorized with a deadline; otherwise false and */
+	bc_timestamp expires_at; /* expires_at is zero */
 } bc_authorize_hold_result;
 
 BC_API int bc_authorize_hold(bc_client *client, const bc_authorize_hold_request *req,
@@ -401,7 +421,12 @@ typedef struct bc_mutation_event {
 	uint64_t total_cost_realized_spend_after;
 	bool has_authority;
 	bc_authority_info authority;
-	char *caller; /* who recorded it, as budgetd authenticated them ("" if unknown) */
+	char *caller;         /* who recorded it, as budgetd authenticated them ("" if unknown) */
+	bool has_ttl_seconds; /* authorize and extend_hold: the ttl_seconds requested */
+	uint32_t ttl_seconds;
+	bool has_expires_at; /* authorize and extend_hold: the hold's deadline after it */
+	bc_timestamp expires_at;
+	bc_expiry_policy on_expiry; /* the hold's policy; expire_exposure: the one applied */
 } bc_mutation_event;
 
 /* ListMutationEvents. */
@@ -465,12 +490,68 @@ typedef struct bc_hold {
 	bc_timestamp created_at;
 	bool has_updated_at;
 	bc_timestamp updated_at;
+	bool has_expires_at;     /* false: no deadline (or the hold is final) */
+	bc_timestamp expires_at; /* when budgetd settles it if still open */
+	/* UNSPECIFIED: it never had a deadline; an EXPIRED hold: the policy
+	 * it was settled by. */
+	bc_expiry_policy on_expiry;
 } bc_hold;
 
 /* GetHold: fails with NOT_FOUND when no hold has that id. */
 BC_API int bc_get_hold(bc_client *client, const char *hold_id, int deadline_ms, bc_hold *out,
                        bc_error *err);
 BC_API void bc_hold_free(bc_hold *hold);
+
+/* ExtendHold: moves the deadline of an open hold to ttl_seconds from now
+ * (never earlier than its current one; a hold without a deadline gets one,
+ * with the policy CAPTURE). A mutation: retried with its event_id. Fails
+ * with INVALID_ARGUMENT (ttl_seconds 0 or above BC_TTL_SECONDS_MAX) and
+ * FAILED_PRECONDITION (a missing, mismatched or no longer open hold; an
+ * authority mismatch). */
+typedef struct bc_extend_hold_request {
+	const char *capability_id;     /* the hold's */
+	uint64_t grant_index;          /* the hold's */
+	const char *hold_id;           /* required */
+	uint32_t ttl_seconds;          /* 1 to BC_TTL_SECONDS_MAX */
+	const char *event_id;          /* NULL: the client generates one */
+	const bc_authority *authority; /* NULL: none; must match the hold's */
+} bc_extend_hold_request;
+
+typedef struct bc_extend_hold_result {
+	char *hold_id;
+	bool has_expires_at;
+	bc_timestamp expires_at; /* the hold's deadline now */
+	bc_commit_metadata metadata;
+} bc_extend_hold_result;
+
+BC_API int bc_extend_hold(bc_client *client, const bc_extend_hold_request *req, int deadline_ms,
+                          bc_extend_hold_result *out, bc_error *err);
+BC_API void bc_extend_hold_result_free(bc_extend_hold_result *result);
+
+/* ListHolds: holds oldest first (by created_at, then hold_id), one page at
+ * a time. Fails with INVALID_ARGUMENT (a limit above 1000, a page_token
+ * this server did not make) and PERMISSION_DENIED (an identity restricted
+ * to capability prefixes gave no capability_id under them). */
+typedef struct bc_list_holds_request {
+	uint32_t limit;            /* 0: the server's default (100); at most 1000 */
+	const char *capability_id; /* NULL: all capabilities */
+	bool has_disposition;      /* false: holds in any disposition */
+	bc_hold_disposition disposition;
+	bool has_older_than;     /* false: no bound */
+	bc_timestamp older_than; /* only holds created before this time */
+	const char *page_token;  /* NULL or "": from the oldest hold; else a
+	                          * next_page_token got with the same filters */
+} bc_list_holds_request;
+
+typedef struct bc_hold_list {
+	size_t count;
+	bc_hold *holds;        /* `count` holds, oldest first */
+	char *next_page_token; /* pass back as page_token; "" after the last page */
+} bc_hold_list;
+
+BC_API int bc_list_holds(bc_client *client, const bc_list_holds_request *req, int deadline_ms,
+                         bc_hold_list *out, bc_error *err);
+BC_API void bc_hold_list_free(bc_hold_list *list);
 
 /* GetServerInfo. */
 typedef struct bc_server_info {
