@@ -143,13 +143,15 @@ static void on_server_stopped(void *ctx)
 	bd_server_destroy(d->server);
 	d->server = NULL;
 	uv_close((uv_handle_t *)&d->ticker, on_closed);
-	/* Closing the libuv handles restores the default action: a second
-	 * SIGTERM during the last steps must not kill a clean stop. */
-	signal(SIGTERM, SIG_IGN);
-	signal(SIGINT, SIG_IGN);
 	uv_close((uv_handle_t *)&d->sigterm, on_closed);
 	uv_close((uv_handle_t *)&d->sigint, on_closed);
 	uv_close((uv_handle_t *)&d->sighup, on_closed);
+	/* Closing the libuv handles has just reset the default action (libuv
+	 * does so when a signal's last handle stops): ignore them from here, so
+	 * a second SIGTERM during the last steps (grpc_shutdown) cannot turn a
+	 * clean stop into a kill. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
 }
 
 static void begin_shutdown(daemon_state *d, const char *why)
