@@ -74,17 +74,27 @@ static size_t probe_start(const bs_map *map, uint64_t hash)
 	return (size_t)hash & (map->cap - 1);
 }
 
-bs_map_node *bs_map_get(const bs_map *map, const void *key, size_t len, uint64_t hash)
+/* The slot holding the key; false when it is not mapped. */
+static bool find_slot(const bs_map *map, const void *key, size_t len, uint64_t hash, size_t *slot)
 {
 	if (map->cap == 0)
-		return NULL;
+		return false;
 	for (size_t i = probe_start(map, hash);; i = (i + 1) & (map->cap - 1)) {
-		bs_map_node *n = map->slots[i];
+		const bs_map_node *n = map->slots[i];
 		if (!n)
-			return NULL;
-		if (n->hash == hash && n->key_len == len && memcmp(n->key, key, len) == 0)
-			return n;
+			return false;
+		if (n->hash == hash && n->key_len == len && memcmp(n->key, key, len) == 0) {
+			*slot = i;
+			return true;
+		}
 	}
+}
+
+bs_map_node *bs_map_get(const bs_map *map, const void *key, size_t len, uint64_t hash)
+{
+	size_t i;
+
+	return find_slot(map, key, len, hash, &i) ? map->slots[i] : NULL;
 }
 
 static void insert_slot(bs_map *map, bs_map_node *node)
@@ -146,18 +156,14 @@ static void unlink_slot(bs_map *map, size_t hole)
 
 bs_map_node *bs_map_remove(bs_map *map, const void *key, size_t len, uint64_t hash)
 {
-	if (map->cap == 0)
+	size_t i;
+
+	if (!find_slot(map, key, len, hash, &i))
 		return NULL;
-	for (size_t i = probe_start(map, hash);; i = (i + 1) & (map->cap - 1)) {
-		bs_map_node *n = map->slots[i];
-		if (!n)
-			return NULL;
-		if (n->hash == hash && n->key_len == len && memcmp(n->key, key, len) == 0) {
-			unlink_slot(map, i);
-			map->len--;
-			return n;
-		}
-	}
+	bs_map_node *n = map->slots[i];
+	unlink_slot(map, i);
+	map->len--;
+	return n;
 }
 
 void bs_map_retain(bs_map *map, bool (*keep)(bs_map_node *node), void (*drop)(bs_map_node *node))
