@@ -30,6 +30,8 @@ struct bd_writer {
 	int64_t deadline_ns;  /* the earliest deadline of an open hold; 0: none */
 	bool deadline_known;  /* false: ask the store before relying on it */
 	uint64_t retry_at_ns; /* uv_hrtime before which expiry waits (a failure) */
+	uint64_t live_at_ns;  /* uv_hrtime of the last group commit */
+	size_t live_n;        /* its mutations */
 	/* loop thread only */
 	bd_commit_listener listener;
 	void *listener_ctx;
@@ -102,46 +104,6 @@ static void note_deadline(bd_writer *w, int64_t ns)
 {
 	if (ns && w->deadline_known && (w->deadline_ns == 0 || ns < w->deadline_ns))
 		w->deadline_ns = ns;
-}
-
-/* Applies the mutations of a take as one store batch. */
-static void commit_mutations(bd_writer *w, bd_job *jobs)
-{
-	size_t n = 0;
-
-	for (bd_job *j = jobs; j; j = j->next)
-		if (j->mutation)
-			w->items[n++].mutation = j->mutation;
-	if (n == 0)
-		return;
-	uint64_t t0 = uv_hrtime();
-	int rc = bs_store_apply_batch(w->store, w->items, n);
-	uint64_t elapsed = uv_hrtime() - t0;
-	if (rc == BS_ESTORAGE)
-		bd_log_error("group commit of %zu mutations failed, none applied: %s", n,
-		             w->items[0].error.message);
-	size_t i = 0;
-	for (bd_job *j = jobs; j; j = j->next) {
-		if (!j->mutation)
-			continue;
-		j->result = w->items[i].result;
-		if (j->result == BS_OK)
-			j->outcome = w->items[i].outcome;
-		else
-			j->error = w->items[i].error;
-		if (j->result == BS_OK)
-			note_deadline(w, j->outcome.expires_at_ns);
-		i++;
-	}
-	publish_figures(w);
-	uv_mutex_lock(&w->lock);
-	w->stats.batches++;
-	w->stats.mutations += n;
-	w->stats.commit_ns += elapsed;
-	w->stats.storage_failures += rc == BS_ESTORAGE;
-	uv_mutex_unlock(&w->lock);
-	if (w->observer)
-		w->observer(w->observer_ctx, n, elapsed);
 }
 
 static void hand_back(bd_writer *w, bd_job *jobs)
@@ -218,20 +180,13 @@ static void check_progress(bd_writer *w)
 	}
 }
 
-/* Expires one bounded batch of due holds, as one durable transaction. */
-static void expire_batch(bd_writer *w)
+/* Bookkeeping after an expiry attempt, alone or with a group commit. */
+static void expiry_done(bd_writer *w, int rc, uint32_t n, const char *why)
 {
-	uint32_t n = 0;
-	bs_error err;
-	int rc = bs_store_expire_due(w->store, BD_BATCH_MUTATIONS_MAX, &n, &err);
-
 	if (rc != BS_OK) {
 		bd_log_warn("expiring due holds failed, none expired (retrying in %d ms): %s",
-		            BD_EXPIRY_RETRY_MS, err.message);
+		            BD_EXPIRY_RETRY_MS, why);
 		pause_expiry(w);
-		uv_mutex_lock(&w->lock);
-		w->stats.storage_failures++;
-		uv_mutex_unlock(&w->lock);
 		return;
 	}
 	w->deadline_known = false;
@@ -240,7 +195,6 @@ static void expire_batch(bd_writer *w)
 		return;
 	}
 	bd_log_debug("expired %u holds at their deadline", (unsigned)n);
-	publish_figures(w);
 	uv_mutex_lock(&w->lock);
 	w->stats.expiry_batches++;
 	w->stats.holds_expired += n;
@@ -249,9 +203,96 @@ static void expire_batch(bd_writer *w)
 	if (w->expiry_observer)
 		w->expiry_observer(w->expiry_observer_ctx, n);
 	uv_mutex_unlock(&w->lock);
+}
+
+/* How many holds may expire along with a group commit of n mutations: as
+ * many as it has (at least BD_EXPIRY_SHARE_MIN), so under load expiry takes
+ * about half of the writer's work and live calls keep the other half. */
+static uint32_t expiry_share(size_t n)
+{
+	return n < BD_EXPIRY_SHARE_MIN ? BD_EXPIRY_SHARE_MIN : (uint32_t)n;
+}
+
+/* Expires one bounded batch of due holds, as one durable transaction of
+ * its own (when no mutation is there to share one): a full batch when the
+ * writer is idle, only a share while live calls are coming in (the queue
+ * is empty between their waves). */
+static void expire_alone(bd_writer *w)
+{
+	uint32_t n = 0;
+	bs_error err;
+	bool live = uv_hrtime() - w->live_at_ns < BD_EXPIRY_LIVE_MS * NS_PER_MS;
+	int rc = bs_store_expire_due(
+	        w->store, live ? expiry_share(w->live_n) : BD_BATCH_MUTATIONS_MAX, &n, &err);
+
+	if (rc != BS_OK) {
+		uv_mutex_lock(&w->lock);
+		w->stats.storage_failures++;
+		uv_mutex_unlock(&w->lock);
+	}
+	expiry_done(w, rc, n, err.message);
+	if (rc != BS_OK || n == 0)
+		return;
+	publish_figures(w);
 	/* No job comes back from expiry: wake the loop so change streams hear
 	 * of the new commit index. */
 	uv_async_send(&w->delivered);
+}
+
+/* ---- group commit ---- */
+
+static void take_results(bd_writer *w, bd_job *jobs)
+{
+	size_t i = 0;
+
+	for (bd_job *j = jobs; j; j = j->next) {
+		if (!j->mutation)
+			continue;
+		j->result = w->items[i].result;
+		if (j->result == BS_OK) {
+			j->outcome = w->items[i].outcome;
+			note_deadline(w, j->outcome.expires_at_ns);
+		} else {
+			j->error = w->items[i].error;
+		}
+		i++;
+	}
+}
+
+/* Applies the mutations of a take as one store batch, and when holds are
+ * due expires one bounded batch of them in the same transaction (one
+ * fsync for both). Returns whether expiry had its turn. */
+static bool commit_mutations(bd_writer *w, bd_job *jobs)
+{
+	size_t n = 0;
+
+	for (bd_job *j = jobs; j; j = j->next)
+		if (j->mutation)
+			w->items[n++].mutation = j->mutation;
+	if (n == 0)
+		return false;
+	uint32_t expire_max = expiry_due_in(w) == 0 ? expiry_share(n) : 0, expired = 0;
+	uint64_t t0 = uv_hrtime();
+	int rc = bs_store_apply_batch_expire(w->store, w->items, n, expire_max, &expired);
+	uint64_t elapsed = uv_hrtime() - t0;
+	if (rc == BS_ESTORAGE)
+		bd_log_error("group commit of %zu mutations failed, none applied: %s", n,
+		             w->items[0].error.message);
+	take_results(w, jobs);
+	w->live_at_ns = uv_hrtime();
+	w->live_n = n;
+	if (expire_max)
+		expiry_done(w, rc, expired, w->items[0].error.message);
+	publish_figures(w);
+	uv_mutex_lock(&w->lock);
+	w->stats.batches++;
+	w->stats.mutations += n;
+	w->stats.commit_ns += elapsed;
+	w->stats.storage_failures += rc == BS_ESTORAGE;
+	uv_mutex_unlock(&w->lock);
+	if (w->observer)
+		w->observer(w->observer_ctx, n, elapsed);
+	return expire_max > 0;
 }
 
 /* ---- the thread ---- */
@@ -279,8 +320,9 @@ static void writer_main(void *arg)
 	for (;;) {
 		uint64_t wait = idle_wait_ns(w);
 		bd_job *jobs = take(w, wait, &timed_out);
+		bool expired = false;
 		if (jobs) {
-			commit_mutations(w, jobs);
+			expired = commit_mutations(w, jobs);
 			for (bd_job *j = jobs; j; j = j->next)
 				if (!j->mutation)
 					j->read(j, w->store);
@@ -294,8 +336,8 @@ static void writer_main(void *arg)
 			busy_at = uv_hrtime();
 		}
 		/* One bounded batch per turn: live batches interleave. */
-		if (expiry_due_in(w) == 0) {
-			expire_batch(w);
+		if (!expired && expiry_due_in(w) == 0) {
+			expire_alone(w);
 			busy_at = uv_hrtime();
 		}
 	}

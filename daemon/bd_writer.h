@@ -6,10 +6,13 @@
  * back to the loop, where `done` runs. No reply can leave before its
  * mutation is durable, because replies are built in `done`.
  *
- * The writer also expires holds whose deadline passed (bs_store_expire_due):
- * one bounded batch per turn, between group commits, so live requests
- * interleave with a mass expiry instead of waiting behind it. When idle it
- * sleeps no longer than until the next deadline.
+ * The writer also expires holds whose deadline passed: one bounded batch
+ * per turn, in the same transaction as the turn's group commit when there
+ * is one (bs_store_apply_batch_expire: one fsync for both). Under load a
+ * turn expires as many holds as it commits live mutations (at least
+ * BD_EXPIRY_SHARE_MIN), so a mass expiry takes about half of the writer and
+ * live calls keep the rest; idle, it expires BD_BATCH_MUTATIONS_MAX at a
+ * time. It sleeps no longer than until the next deadline.
  */
 #ifndef BD_WRITER_H
 #define BD_WRITER_H
@@ -25,6 +28,8 @@
 #define BD_IDLE_CHECKPOINT_MS  1000  /* idle time before a store checkpoint */
 #define BD_EXPIRY_WAIT_MIN_MS  10    /* the shortest sleep before a deadline */
 #define BD_EXPIRY_RETRY_MS     1000  /* after a failed expiry, before the next try */
+#define BD_EXPIRY_SHARE_MIN    32    /* expiries a group commit may carry at least */
+#define BD_EXPIRY_LIVE_MS      10    /* a group commit this recent means live load */
 
 typedef struct bd_job bd_job;
 typedef struct bd_writer bd_writer;

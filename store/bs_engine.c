@@ -755,40 +755,6 @@ static int transact(engine *e, batch_body body, void *ctx, bs_error *err)
 	return rc;
 }
 
-typedef struct batch {
-	bs_batch_item *items;
-	size_t n;
-} batch;
-
-static int apply_items(engine *e, int64_t now, void *ctx, bs_error *err)
-{
-	batch *b = ctx;
-	bool fatal;
-
-	for (size_t i = 0; i < b->n; i++) {
-		bs_batch_item *it = &b->items[i];
-		if (it->result != BS_OK)
-			continue;
-		it->result = apply_one(e, it->mutation, now, &it->outcome, &fatal, &it->error);
-		if (fatal) {
-			*err = it->error;
-			return it->result;
-		}
-	}
-	return BS_OK;
-}
-
-static int engine_apply_batch(void *impl, bs_batch_item *items, size_t n)
-{
-	batch b = {items, n};
-	bs_error err = {0};
-
-	if (transact(impl, apply_items, &b, &err) == BS_OK)
-		return BS_OK;
-	fail_batch(items, n, err.message);
-	return BS_ESTORAGE;
-}
-
 /* ---- expiry ---- */
 
 typedef struct expiry_run {
@@ -857,6 +823,44 @@ static int expire_batch(engine *e, int64_t now, void *ctx, bs_error *err)
 		run->expired += recorded;
 	}
 	return BS_OK;
+}
+
+typedef struct batch {
+	bs_batch_item *items;
+	size_t n;
+	expiry_run expiry; /* max 0: none */
+} batch;
+
+static int apply_items(engine *e, int64_t now, void *ctx, bs_error *err)
+{
+	batch *b = ctx;
+	bool fatal;
+
+	for (size_t i = 0; i < b->n; i++) {
+		bs_batch_item *it = &b->items[i];
+		if (it->result != BS_OK)
+			continue;
+		it->result = apply_one(e, it->mutation, now, &it->outcome, &fatal, &it->error);
+		if (fatal) {
+			*err = it->error;
+			return it->result;
+		}
+	}
+	return expire_batch(e, now, &b->expiry, err);
+}
+
+static int engine_apply_batch(void *impl, bs_batch_item *items, size_t n, uint32_t expire_max,
+                              uint32_t *expired)
+{
+	batch b = {items, n, {expire_max, 0}};
+	bs_error err = {0};
+
+	if (transact(impl, apply_items, &b, &err) == BS_OK) {
+		*expired = b.expiry.expired;
+		return BS_OK;
+	}
+	fail_batch(items, n, err.message);
+	return BS_ESTORAGE;
 }
 
 static int engine_expire_due(void *impl, uint32_t max, uint32_t *expired, bs_error *err)

@@ -75,7 +75,8 @@ bool bs_str_eq(bs_str a, bs_str b);
 /* A backend. Validation has run before apply_batch: items whose result is
  * already an error are skipped. All functions follow the public API. */
 typedef struct bs_backend_ops {
-	int (*apply_batch)(void *impl, bs_batch_item *items, size_t n);
+	int (*apply_batch)(void *impl, bs_batch_item *items, size_t n, uint32_t expire_max,
+	                   uint32_t *expired);
 	int (*get_usage)(void *impl, bs_str cap, uint32_t grant, bs_usage_cb cb, void *ctx,
 	                 bool *found, bs_error *err);
 	int (*list_usages)(void *impl, uint32_t limit, bs_str cap, bs_usage_cb cb, void *ctx,

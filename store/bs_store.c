@@ -44,7 +44,16 @@ void bs_store_close(bs_store *store)
 
 int bs_store_apply_batch(bs_store *store, bs_batch_item *items, size_t n)
 {
-	if (n == 0 || n > BS_BATCH_MUTATIONS_MAX)
+	uint32_t expired;
+
+	return bs_store_apply_batch_expire(store, items, n, 0, &expired);
+}
+
+int bs_store_apply_batch_expire(bs_store *store, bs_batch_item *items, size_t n,
+                                uint32_t expire_max, uint32_t *expired)
+{
+	*expired = 0;
+	if (n == 0 || n > BS_BATCH_MUTATIONS_MAX || expire_max > BS_BATCH_MUTATIONS_MAX)
 		return BS_EINVAL;
 	for (size_t i = 0; i < n; i++) {
 		memset(&items[i].outcome, 0, sizeof(items[i].outcome));
@@ -52,7 +61,7 @@ int bs_store_apply_batch(bs_store *store, bs_batch_item *items, size_t n)
 		items[i].error.message[0] = '\0';
 		items[i].result = bs_validate_mutation(items[i].mutation, &items[i].error);
 	}
-	return store->ops->apply_batch(store->impl, items, n);
+	return store->ops->apply_batch(store->impl, items, n, expire_max, expired);
 }
 
 int bs_store_apply(bs_store *store, const bs_mutation *m, bs_outcome *out, bs_error *err)

@@ -270,6 +270,15 @@ void bs_store_close(bs_store *store);
  * BS_EINVAL for a bad `n`. */
 int bs_store_apply_batch(bs_store *store, bs_batch_item *items, size_t n);
 
+/* bs_store_apply_batch, then, in the same transaction and so with the same
+ * durable commit, bs_store_expire_due for up to `expire_max` (0 to
+ * BS_BATCH_MUTATIONS_MAX) holds: a writer that expires while it serves
+ * pays one fsync for both. *expired: how many expired. Returns as
+ * bs_store_apply_batch; when the transaction fails nothing of either part
+ * is recorded. */
+int bs_store_apply_batch_expire(bs_store *store, bs_batch_item *items, size_t n,
+                                uint32_t expire_max, uint32_t *expired);
+
 /* Applies one mutation as a batch of one. `out` and `err` are owned by the
  * caller; `err` may be NULL. */
 int bs_store_apply(bs_store *store, const bs_mutation *m, bs_outcome *out, bs_error *err);

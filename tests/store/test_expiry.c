@@ -508,3 +508,34 @@ Test(expiry_on_disk, a_version_3_database_is_migrated_and_its_holds_can_get_dead
 	expect_usage(s, "c", 0, 1, 0, 5);
 	bs_store_close(s);
 }
+
+Test(expiry, a_group_commit_can_carry_a_bounded_expiry_batch)
+{
+	bs_mutation holds[3];
+	static const char *const ids[] = {"a", "b", "c"};
+	for (int i = 0; i < 3; i++) {
+		holds[i] = with_ttl(th_authorize("c", 0, 10, ids[i]), 10, BS_EXPIRY_RELEASE);
+		(void)apply_ok(store, &holds[i]);
+	}
+	th_now += 10 * SEC;
+	bs_mutation live = th_authorize("c", 1, 1, NULL);
+	bs_batch_item item = {.mutation = &live};
+	uint32_t expired = 99;
+
+	cr_assert_eq(bs_store_apply_batch_expire(store, &item, 1, 2, &expired), BS_OK);
+	cr_assert_eq(item.result, BS_OK);
+	cr_assert_eq(expired, 2, "the expiry part is bounded by its own limit");
+	cr_assert_eq(item.outcome.commit_index, 4, "the batch's mutations come first");
+	th_event *all;
+	size_t n = th_events(store, &all);
+	cr_assert_eq(n, 6);
+	cr_assert_eq(all[4].e.kind, BS_KIND_EXPIRE_EXPOSURE);
+	cr_assert_eq(all[4].e.recorded_at_ns, all[3].e.recorded_at_ns, "one transaction");
+	free(all);
+	cr_assert_eq(bs_store_apply_batch_expire(store, &item, 1, 0, &expired), BS_OK);
+	cr_assert_eq(expired, 0, "expire_max 0 expires nothing");
+	cr_assert_eq(expire(store, 10), 1);
+	cr_assert_eq(
+	        bs_store_apply_batch_expire(store, &item, 1, BS_BATCH_MUTATIONS_MAX + 1, &expired),
+	        BS_EINVAL);
+}
