@@ -54,6 +54,11 @@ static int authorize(bc_client *client, char hold_id[64])
 	req.has_max_total_cost_units = true;
 	req.max_total_cost_units = 1000;
 	req.hold_id = hold_id;
+	/* If this kernel dies before settling, budgetd captures the hold's
+	 * exposure after 10 minutes instead of keeping it reserved forever. */
+	req.has_ttl_seconds = true;
+	req.ttl_seconds = 600;
+	req.on_expiry = BC_EXPIRY_POLICY_CAPTURE;
 	if (bc_authorize_hold(client, &req, 0, &res, &err) != 0) {
 		fail("authorize", &err);
 		return -1;
