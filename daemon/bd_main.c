@@ -83,10 +83,12 @@ static void on_tick(uv_timer_t *timer)
 	/* Only changes: a notification is a blocking send to systemd. */
 	char status[256];
 	(void)snprintf(status, sizeof(status),
-	               "STATUS=%s; commit index %llu; %u queued; %llu batches, %llu mutations",
+	               "STATUS=%s; commit index %llu; %u queued; %llu batches, %llu mutations;"
+	               " %llu open holds, %llu expired",
 	               d->stopping ? "stopping" : "serving", (unsigned long long)st.commit_index,
 	               st.queue_depth, (unsigned long long)st.batches,
-	               (unsigned long long)st.mutations);
+	               (unsigned long long)st.mutations, (unsigned long long)st.open_holds,
+	               (unsigned long long)st.holds_expired);
 	/* A dropped status is sent again at the next tick. */
 	if (strcmp(status, d->last_status) != 0 && bd_notify(status) == 0)
 		memcpy(d->last_status, status, sizeof(status));

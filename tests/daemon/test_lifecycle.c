@@ -254,11 +254,13 @@ Test(lifecycle, the_watchdog_is_pinged_while_the_writer_makes_progress)
 	daemon_.env = env;
 	fx_start(NULL, NULL);
 	cr_assert(td_wait_notify(&daemon_, "WATCHDOG=1", 10000), "no WATCHDOG=1 ping");
-	bc_authorize_hold_result a = fx_authorize("wd", 0, 1, NULL, NULL, false, 0);
+	bc_authorize_hold_result a = fx_authorize("wd", 0, 1, "wd-hold", NULL, false, 0);
 	bc_authorize_hold_result_free(&a);
 	cr_assert(td_wait_notify(&daemon_, "WATCHDOG=1", 10000), "no ping after a commit");
 	cr_assert(td_wait_notify(&daemon_, "STATUS=serving; commit index 1", 10000),
 	          "status line: %s", daemon_.status);
+	cr_assert(strstr(daemon_.status, "; 1 open holds, 0 expired"), "status line: %s",
+	          daemon_.status);
 	cr_assert_eq(kill(daemon_.pid, SIGTERM), 0);
 	cr_assert(td_wait_notify(&daemon_, "STOPPING=1", TD_STOP_TIMEOUT_MS));
 	fx_stop();
