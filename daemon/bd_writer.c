@@ -164,8 +164,8 @@ static uint64_t expiry_due_in(bd_writer *w)
 		return BD_EXPIRY_RETRY_MS * NS_PER_MS;
 	if (w->deadline_ns == 0)
 		return UINT64_MAX;
-	int64_t left = w->deadline_ns - bs_store_now(w->store);
-	return left > 0 ? (uint64_t)left : 0;
+	int64_t now = bs_store_now(w->store);
+	return w->deadline_ns > now ? (uint64_t)w->deadline_ns - (uint64_t)now : 0;
 }
 
 /* After an empty expiry batch the next deadline must have moved on; if

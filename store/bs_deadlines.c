@@ -34,15 +34,15 @@ void bs_deadlines_destroy(bs_deadlines *d)
 	d->len = d->cap = 0;
 }
 
-static bool keep_none(bs_map_node *node)
-{
-	(void)node;
-	return false;
-}
-
+/* Allocation-free, so the map and the heap can never disagree after it:
+ * every entry is in both, and the heap lists them all. */
 void bs_deadlines_clear(bs_deadlines *d)
 {
-	bs_map_retain(&d->by_id, keep_none, drop_node);
+	for (size_t i = 0; i < d->len; i++)
+		free(d->heap[i]);
+	if (d->by_id.cap)
+		memset(d->by_id.slots, 0, d->by_id.cap * sizeof(*d->by_id.slots));
+	d->by_id.len = 0;
 	d->len = 0;
 }
 

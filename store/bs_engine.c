@@ -796,12 +796,13 @@ static int expire_hold(engine *e, bs_str id, int64_t now, bool *recorded, bs_err
 		                         u->u.total_cost_realized_spend, u->u.seq};
 	bs_rules_expiry(&copy, &state, &m);
 	rc = apply_one(e, &m, now, &out, &fatal, &why);
-	if (fatal) {
-		*err = why;
+	if (fatal || rc == BS_ESTORAGE) {
+		*err = why; /* the transaction rolls back; the next one retries */
 		return rc;
 	}
-	/* A hold whose expiry cannot be decided (a counter would overflow)
-	 * stays open until the next start rather than block every other. */
+	/* A hold whose expiry cannot be decided (its realized spend would leave
+	 * u64) stays open, its exposure still reserved, until the next start,
+	 * rather than block every other expiry or the live batch it rides in. */
 	if (rc)
 		bs_deadlines_remove(&e->deadlines, copy.hold_id);
 	*recorded = rc == BS_OK;
@@ -873,10 +874,10 @@ static int engine_expire_due(void *impl, uint32_t max, uint32_t *expired, bs_err
 	if (e->broken || !bs_deadlines_first(&e->deadlines, &at, &id) ||
 	    at > e->clock(e->clock_ctx))
 		return e->broken ? refuse_if_broken(e, err) : BS_OK;
-	int rc = transact(e, expire_batch, &run, err);
-	if (rc)
+	bs_error why = {0};
+	if (transact(e, expire_batch, &run, &why))
 		return bs_errorf(err, BS_ESTORAGE, "storage failure, no hold was expired: %s",
-		                 err->message);
+		                 why.message);
 	*expired = run.expired;
 	return BS_OK;
 }

@@ -116,6 +116,16 @@ static int count_one_invocation(bs_usage_state *u, bs_error *err)
 	return BS_OK;
 }
 
+/* now + ttl, saturating: a clock at the end of time gives no overflow. */
+static int64_t deadline_after(int64_t now, uint32_t ttl_seconds)
+{
+	int64_t at;
+
+	if (__builtin_add_overflow(now, (int64_t)ttl_seconds * 1000000000, &at))
+		return INT64_MAX;
+	return at;
+}
+
 static int decide_authorize(const bs_mutation *m, const bs_usage_state *u, bool hold_found,
                             int64_t now, bs_decision *d, bs_error *err)
 {
@@ -143,7 +153,7 @@ static int decide_authorize(const bs_mutation *m, const bs_usage_state *u, bool 
 		return bs_errorf(err, BS_EOVERFLOW, "committed cost overflows u64");
 	d->usage_after.exposed = exposed;
 	if (m->ttl_seconds)
-		d->expires_at_ns = now + (int64_t)m->ttl_seconds * 1000000000;
+		d->expires_at_ns = deadline_after(now, m->ttl_seconds);
 	return BS_OK;
 }
 
@@ -293,7 +303,7 @@ static int decide_extend(const bs_mutation *m, const bs_usage_state *u, bool hol
 	if (!u->exists)
 		return bs_errorf(err, BS_EPRECONDITION, "missing charged budget row");
 	/* Extending never shortens: a later deadline already set stays. */
-	d->expires_at_ns = now + (int64_t)m->ttl_seconds * 1000000000;
+	d->expires_at_ns = deadline_after(now, m->ttl_seconds);
 	if (h->expires_at_ns > d->expires_at_ns)
 		d->expires_at_ns = h->expires_at_ns;
 	d->on_expiry = h->on_expiry ? h->on_expiry : BS_EXPIRY_CAPTURE;

@@ -4,6 +4,8 @@
 
 #include "helpers.h"
 
+#include "bs_faultvfs.h"
+
 #define SEC 1000000000LL
 
 static bs_mutation with_ttl(bs_mutation m, uint32_t ttl, bs_expiry policy)
@@ -538,4 +540,48 @@ Test(expiry, a_group_commit_can_carry_a_bounded_expiry_batch)
 	cr_assert_eq(
 	        bs_store_apply_batch_expire(store, &item, 1, BS_BATCH_MUTATIONS_MAX + 1, &expired),
 	        BS_EINVAL);
+}
+
+static void setup_fault(void)
+{
+	th_setup_tmpdir();
+	cr_assert_eq(bs_faultvfs_register(NULL), 0, "cannot register the fault VFS");
+	bs_faultvfs_fail_syncs(false);
+}
+
+static void teardown_fault(void)
+{
+	bs_faultvfs_fail_syncs(false);
+	th_teardown_tmpdir();
+}
+
+Test(expiry_on_disk, a_failed_expiry_records_nothing_says_why_and_is_retried, .init = setup_fault,
+     .fini = teardown_fault)
+{
+	char path[512];
+	bs_options o = th_options();
+	bs_store *s;
+	bs_error err = {0};
+	th_path(path, sizeof(path), tmpdir, "f.db");
+	o.vfs = BS_FAULT_VFS_NAME;
+	cr_assert_eq(bs_store_open(path, &o, &s, &err), BS_OK, "%s", err.message);
+	bs_mutation m = with_ttl(th_authorize("c", 0, 10, "h"), 10, BS_EXPIRY_RELEASE);
+	(void)apply_ok(s, &m);
+	uint64_t index = th_commit_index(s);
+
+	th_now += 10 * SEC;
+	bs_faultvfs_fail_syncs(true);
+	uint32_t n = 99;
+	cr_assert_eq(bs_store_expire_due(s, 10, &n, &err), BS_ESTORAGE);
+	cr_assert_eq(n, 0);
+	cr_assert(strstr(err.message, "storage failure, no hold was expired: ") &&
+	                  strstr(err.message, "I/O error") &&
+	                  !strstr(err.message, "expired: storage failure, no hold"),
+	          "the cause is lost: %s", err.message);
+	bs_faultvfs_fail_syncs(false);
+	cr_assert_eq(th_commit_index(s), index, "a failed expiry took a sequence value");
+	expect_hold(s, "h", BS_HOLD_OPEN, 10, 10);
+	cr_assert_eq(expire(s, 10), 1, "the expiry is retried once the disk works");
+	expect_hold(s, "h", BS_HOLD_EXPIRED, 10, 0);
+	bs_store_close(s);
 }
