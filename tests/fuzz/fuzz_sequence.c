@@ -1239,14 +1239,15 @@ static void op_clock(uint8_t b)
 		R.now = now;
 }
 
-/* byte 6: bits 0-2 disposition (none, the four, two invalid ones), bits 3-4
+/* byte 6: bits 0-2 disposition (none, the five, two invalid ones), bits 3-4
  * older_than (none, now, now + 1, INT64_MIN), bits 5-6 the page cursor (none,
  * just after a hold of the model, a malformed or well-formed id at INT64_MIN,
  * past everything); byte 7 which hold / which id. */
 static void op_list_holds(const uint8_t *b, bs_str cap, uint32_t limit, bool cap_ok)
 {
 	static const int dispositions[8] = {
-	        -1, BS_HOLD_OPEN, BS_HOLD_RELEASED, BS_HOLD_REVERSED, BS_HOLD_RECONCILED, 0, 5, -1};
+	        -1, BS_HOLD_OPEN,        BS_HOLD_RELEASED, BS_HOLD_REVERSED, BS_HOLD_RECONCILED,
+	        0,  BS_HOLD_EXPIRED + 1, BS_HOLD_EXPIRED};
 	bs_hold_query q;
 	fstr cursor;
 	bs_hold h;
@@ -1260,7 +1261,7 @@ static void op_list_holds(const uint8_t *b, bs_str cap, uint32_t limit, bool cap
 	if (d >= 0) {
 		q.has_disposition = true;
 		q.disposition = (bs_disposition)d;
-		ok &= d >= BS_HOLD_OPEN && d <= BS_HOLD_RECONCILED;
+		ok &= d >= BS_HOLD_OPEN && d <= BS_HOLD_EXPIRED;
 	}
 	switch ((b[6] >> 3) & 3) {
 	case 1:

@@ -20,5 +20,10 @@ trap 'rm -rf "$work"' EXIT INT TERM
 cp -R "$seeds/." "$work/"
 mkdir -p "$artifacts"
 
+# libFuzzer reports a finding with exit status 77 by default, which meson
+# reads as "skipped": every finding must be a plain failure.
+rc=0
 "$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-	-artifact_prefix="$artifacts/" "$work"
+	-error_exitcode=1 -timeout_exitcode=1 -artifact_prefix="$artifacts/" "$work" || rc=$?
+[ "$rc" -ne 77 ] || rc=1
+exit "$rc"
