@@ -542,9 +542,10 @@ Test(expiry, a_group_commit_can_carry_a_bounded_expiry_batch)
 	        BS_EINVAL);
 }
 
+/* Runs after the suite's own init (the temporary directory) and before
+ * its fini. */
 static void setup_fault(void)
 {
-	th_setup_tmpdir();
 	cr_assert_eq(bs_faultvfs_register(NULL), 0, "cannot register the fault VFS");
 	bs_faultvfs_fail_syncs(false);
 }
@@ -552,7 +553,6 @@ static void setup_fault(void)
 static void teardown_fault(void)
 {
 	bs_faultvfs_fail_syncs(false);
-	th_teardown_tmpdir();
 }
 
 Test(expiry_on_disk, a_failed_expiry_records_nothing_says_why_and_is_retried, .init = setup_fault,
