@@ -498,47 +498,93 @@ static int status_error(grpc_status_code status, grpc_slice details, const char 
 	return bc__fail(err, code, "%s", bc_status_name((int)status));
 }
 
+/* One call and everything it owns, on a private completion queue. */
+typedef struct call_io {
+	grpc_completion_queue *cq;
+	grpc_call *call;
+	grpc_byte_buffer *send, *recv;
+	grpc_metadata_array initial_md, trailing_md;
+	grpc_status_code status;
+	grpc_slice details;
+	const char *error_string;
+} call_io;
+
+/* Creates the call to `method` (deadline_ms 0: none) with the request
+ * bytes in `payload`, whose reference it takes. Release with call_end. */
+static void call_begin(bc_client *c, const char *method, grpc_slice payload, int deadline_ms,
+                       call_io *io)
+{
+	gpr_timespec deadline =
+	        deadline_ms ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+	                                   gpr_time_from_millis(deadline_ms, GPR_TIMESPAN))
+	                    : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+
+	memset(io, 0, sizeof(*io));
+	io->cq = grpc_completion_queue_create_for_pluck(NULL);
+	io->call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, io->cq,
+	                                    grpc_slice_from_static_string(method), NULL, deadline,
+	                                    NULL);
+	io->send = grpc_raw_byte_buffer_create(&payload, 1);
+	grpc_slice_unref(payload);
+	grpc_metadata_array_init(&io->initial_md);
+	grpc_metadata_array_init(&io->trailing_md);
+	io->status = GRPC_STATUS_UNKNOWN;
+	io->details = grpc_empty_slice();
+}
+
+static void call_end(call_io *io)
+{
+	if (io->recv)
+		grpc_byte_buffer_destroy(io->recv);
+	grpc_byte_buffer_destroy(io->send);
+	grpc_metadata_array_destroy(&io->initial_md);
+	grpc_metadata_array_destroy(&io->trailing_md);
+	grpc_slice_unref(io->details);
+	gpr_free((void *)io->error_string);
+	grpc_call_unref(io->call);
+	grpc_completion_queue_shutdown(io->cq);
+	grpc_completion_queue_destroy(io->cq);
+}
+
+/* The ops that open a call: send the request, close, read the headers. */
+static void ops_send_request(grpc_op *ops, call_io *io)
+{
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = io->send;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[3].data.recv_initial_metadata.recv_initial_metadata = &io->initial_md;
+}
+
+static void op_recv_status(grpc_op *op, call_io *io)
+{
+	op->op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	op->data.recv_status_on_client.trailing_metadata = &io->trailing_md;
+	op->data.recv_status_on_client.status = &io->status;
+	op->data.recv_status_on_client.status_details = &io->details;
+	op->data.recv_status_on_client.error_string = &io->error_string;
+}
+
 /* One attempt: one call on a private completion queue, with one batch. */
 static int attempt(bc_client *c, const char *method, const uint8_t *data, size_t len,
                    const ProtobufCMessageDescriptor *desc, int deadline_ms, ProtobufCMessage **resp,
                    bc_error *err)
 {
-	grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-	gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-	                                     gpr_time_from_millis(deadline_ms, GPR_TIMESPAN));
-	grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-	                                           grpc_slice_from_static_string(method), NULL,
-	                                           deadline, NULL);
-	grpc_slice payload = grpc_slice_from_copied_buffer((const char *)data, len);
-	grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&payload, 1);
-	grpc_byte_buffer *recv = NULL;
-	grpc_metadata_array initial_md, trailing_md;
-	grpc_status_code status = GRPC_STATUS_UNKNOWN;
-	grpc_slice details = grpc_empty_slice();
-	const char *error_string = NULL;
+	call_io io;
 	grpc_op ops[6];
 	int tag = 0;
 	int rc;
 
-	grpc_slice_unref(payload);
-	grpc_metadata_array_init(&initial_md);
-	grpc_metadata_array_init(&trailing_md);
+	call_begin(c, method, grpc_slice_from_copied_buffer((const char *)data, len), deadline_ms,
+	           &io);
 	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = send;
-	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial_md;
+	ops_send_request(ops, &io);
 	ops[4].op = GRPC_OP_RECV_MESSAGE;
-	ops[4].data.recv_message.recv_message = &recv;
-	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-	ops[5].data.recv_status_on_client.trailing_metadata = &trailing_md;
-	ops[5].data.recv_status_on_client.status = &status;
-	ops[5].data.recv_status_on_client.status_details = &details;
-	ops[5].data.recv_status_on_client.error_string = &error_string;
+	ops[4].data.recv_message.recv_message = &io.recv;
+	op_recv_status(&ops[5], &io);
 
-	grpc_call_error ce = grpc_call_start_batch(call, ops, 6, &tag, NULL);
+	grpc_call_error ce = grpc_call_start_batch(io.call, ops, 6, &tag, NULL);
 
 	if (ce != GRPC_CALL_OK) {
 		rc = bc__fail(err, BC_STATUS_INTERNAL, "cannot start the call %s: %s", method,
@@ -547,32 +593,23 @@ static int attempt(bc_client *c, const char *method, const uint8_t *data, size_t
 	}
 	/* The call's deadline bounds the wait: RECV_STATUS always completes. */
 	grpc_event ev =
-	        grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	        grpc_completion_queue_pluck(io.cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 
 	if (ev.type != GRPC_OP_COMPLETE) {
 		rc = bc__fail(err, BC_STATUS_INTERNAL, "the call %s did not complete", method);
 		goto done;
 	}
-	if (status != GRPC_STATUS_OK) {
-		rc = status_error(status, details, error_string, err);
+	if (io.status != GRPC_STATUS_OK) {
+		rc = status_error(io.status, io.details, io.error_string, err);
 		goto done;
 	}
-	if (!recv) {
+	if (!io.recv) {
 		rc = bc__fail(err, BC_STATUS_INTERNAL, "the server sent no response to %s", method);
 		goto done;
 	}
-	rc = decode(recv, desc, resp, err);
+	rc = decode(io.recv, desc, resp, err);
 done:
-	if (recv)
-		grpc_byte_buffer_destroy(recv);
-	grpc_byte_buffer_destroy(send);
-	grpc_metadata_array_destroy(&initial_md);
-	grpc_metadata_array_destroy(&trailing_md);
-	grpc_slice_unref(details);
-	gpr_free((void *)error_string);
-	grpc_call_unref(call);
-	grpc_completion_queue_shutdown(cq);
-	grpc_completion_queue_destroy(cq);
+	call_end(&io);
 	return rc;
 }
 
@@ -625,99 +662,64 @@ int bc__server_stream(bc_client *c, const char *method, const ProtobufCMessage *
                       const ProtobufCMessageDescriptor *desc, int deadline_ms, bc__message_fn fn,
                       void *ctx, bc_error *err)
 {
-	grpc_metadata_array initial_md, trailing_md;
-	grpc_status_code status = GRPC_STATUS_UNKNOWN;
-	grpc_slice details = grpc_empty_slice();
-	const char *error_string = NULL;
-	grpc_byte_buffer *send, *recv = NULL;
 	bool sending = false, receiving_status = false, stopped = false;
 	int send_tag = 0, status_tag = 0, recv_tag = 0;
 	grpc_op ops[4];
+	call_io io;
 	int rc = 0;
 
 	if (deadline_ms < 0 || deadline_ms > BC_DEADLINE_MS_MAX)
 		return bc__fail(err, BC_STATUS_INVALID_ARGUMENT,
 		                "the deadline must be from 0 to %d ms, not %d", BC_DEADLINE_MS_MAX,
 		                deadline_ms);
-	size_t len = protobuf_c_message_get_packed_size(req);
-	grpc_slice payload = grpc_slice_malloc(len);
+	grpc_slice payload = grpc_slice_malloc(protobuf_c_message_get_packed_size(req));
 	protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(payload));
-	send = grpc_raw_byte_buffer_create(&payload, 1);
-	grpc_slice_unref(payload);
-
-	grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-	gpr_timespec deadline =
-	        deadline_ms ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-	                                   gpr_time_from_millis(deadline_ms, GPR_TIMESPAN))
-	                    : gpr_inf_future(GPR_CLOCK_MONOTONIC);
-	grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-	                                           grpc_slice_from_static_string(method), NULL,
-	                                           deadline, NULL);
-	grpc_metadata_array_init(&initial_md);
-	grpc_metadata_array_init(&trailing_md);
+	call_begin(c, method, payload, deadline_ms, &io);
 
 	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = send;
-	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial_md;
-	sending = grpc_call_start_batch(call, ops, 4, &send_tag, NULL) == GRPC_CALL_OK;
+	ops_send_request(ops, &io);
+	sending = grpc_call_start_batch(io.call, ops, 4, &send_tag, NULL) == GRPC_CALL_OK;
 	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-	ops[0].data.recv_status_on_client.trailing_metadata = &trailing_md;
-	ops[0].data.recv_status_on_client.status = &status;
-	ops[0].data.recv_status_on_client.status_details = &details;
-	ops[0].data.recv_status_on_client.error_string = &error_string;
-	receiving_status =
-	        sending && grpc_call_start_batch(call, ops, 1, &status_tag, NULL) == GRPC_CALL_OK;
+	op_recv_status(&ops[0], &io);
+	receiving_status = sending && grpc_call_start_batch(io.call, ops, 1, &status_tag, NULL) ==
+	                                      GRPC_CALL_OK;
 	if (!receiving_status) {
 		rc = bc__fail(err, BC_STATUS_INTERNAL, "cannot start the call %s", method);
-		(void)grpc_call_cancel(call, NULL);
+		(void)grpc_call_cancel(io.call, NULL);
 	}
 	if (sending)
-		(void)wait_for(cq, &send_tag); /* a failure shows in the status */
+		(void)wait_for(io.cq, &send_tag); /* a failure shows in the status */
 
 	while (receiving_status) {
 		ProtobufCMessage *msg = NULL;
 
 		memset(ops, 0, sizeof(ops));
 		ops[0].op = GRPC_OP_RECV_MESSAGE;
-		ops[0].data.recv_message.recv_message = &recv;
-		if (grpc_call_start_batch(call, ops, 1, &recv_tag, NULL) != GRPC_CALL_OK) {
+		ops[0].data.recv_message.recv_message = &io.recv;
+		if (grpc_call_start_batch(io.call, ops, 1, &recv_tag, NULL) != GRPC_CALL_OK) {
 			rc = bc__fail(err, BC_STATUS_INTERNAL, "cannot receive from %s", method);
-			(void)grpc_call_cancel(call, NULL);
+			(void)grpc_call_cancel(io.call, NULL);
 			break;
 		}
-		if (!wait_for(cq, &recv_tag) || !recv)
+		if (!wait_for(io.cq, &recv_tag) || !io.recv)
 			break; /* the stream is over: the status says how */
-		rc = decode(recv, desc, &msg, err);
-		grpc_byte_buffer_destroy(recv);
-		recv = NULL;
+		rc = decode(io.recv, desc, &msg, err);
+		grpc_byte_buffer_destroy(io.recv);
+		io.recv = NULL;
 		if (rc == 0 && fn(ctx, msg) != 0)
 			stopped = true;
 		if (msg)
 			protobuf_c_message_free_unpacked(msg, NULL);
 		if (rc != 0 || stopped) {
-			(void)grpc_call_cancel(call, NULL);
+			(void)grpc_call_cancel(io.call, NULL);
 			break;
 		}
 	}
 	if (receiving_status) {
-		(void)wait_for(cq, &status_tag);
-		if (rc == 0 && !stopped && status != GRPC_STATUS_OK)
-			rc = status_error(status, details, error_string, err);
+		(void)wait_for(io.cq, &status_tag);
+		if (rc == 0 && !stopped && io.status != GRPC_STATUS_OK)
+			rc = status_error(io.status, io.details, io.error_string, err);
 	}
-	if (recv)
-		grpc_byte_buffer_destroy(recv);
-	grpc_byte_buffer_destroy(send);
-	grpc_metadata_array_destroy(&initial_md);
-	grpc_metadata_array_destroy(&trailing_md);
-	grpc_slice_unref(details);
-	gpr_free((void *)error_string);
-	grpc_call_unref(call);
-	grpc_completion_queue_shutdown(cq);
-	grpc_completion_queue_destroy(cq);
+	call_end(&io);
 	return rc;
 }
