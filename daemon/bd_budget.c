@@ -281,7 +281,8 @@ static void read_done(bd_job *job)
 		bd_unary_fail(rc->call, rc->code, "%s", rc->message);
 }
 
-static void start_read(bd_unary *call, bd_job_read_fn fn)
+/* Queues `fn` for the writer; `ctx` (arena memory, or NULL) is job.ctx. */
+static void start_read_with(bd_unary *call, bd_job_read_fn fn, void *ctx)
 {
 	read_call *rc = bd_arena_alloc(bd_unary_arena(call), sizeof(*rc));
 
@@ -292,7 +293,13 @@ static void start_read(bd_unary *call, bd_job_read_fn fn)
 	rc->call = call;
 	rc->job.read = fn;
 	rc->job.done = read_done;
+	rc->job.ctx = ctx;
 	submit(call, &rc->job);
+}
+
+static void start_read(bd_unary *call, bd_job_read_fn fn)
+{
+	start_read_with(call, fn, NULL);
 }
 
 /* Writer thread: record a store error, or pack the reply. */
@@ -513,43 +520,51 @@ static int collect_page_hold(void *ctx, const bs_hold *h)
 	return 0;
 }
 
+/* A ListHolds call, translated and allocated on the loop thread, so the
+ * writer only runs the query (and a bad page token never reaches it). */
+typedef struct hold_listing {
+	bs_hold_query q;
+	char id_buf[BS_ID_LEN_MAX]; /* the page token's hold id */
+	hold_page page;
+} hold_listing;
+
 static void read_list_holds(bd_job *job, bs_store *store)
 {
 	read_call *rc = bd_container_of(job, read_call, job);
-	const Budgetd__V1__ListHoldsRequest *r = bd_unary_request(rc->call);
+	hold_listing *l = job->ctx;
 	Budgetd__V1__ListHoldsResponse resp = BUDGETD__V1__LIST_HOLDS_RESPONSE__INIT;
-	bd_arena *a = bd_unary_arena(rc->call);
-	hold_page *p = bd_arena_alloc(a, sizeof(*p));
-	char *id_buf = bd_arena_alloc(a, BS_ID_LEN_MAX);
-	bs_hold_query q;
 	bs_error err;
 
-	if (!p || !id_buf ||
-	    !(p->c.items = bd_arena_alloc(a, BS_LIST_LIMIT_MAX * sizeof(void *)))) {
-		read_finish(rc, BS_OK, NULL, NULL, false);
-		return;
-	}
-	p->c = (collector){a, p->c.items, 0, false, 0};
-	p->next_token[0] = '\0';
-	if (bd_translate_hold_query(r, &q, id_buf, rc->message, sizeof(rc->message))) {
-		rc->code = GRPC_STATUS_INVALID_ARGUMENT;
-		return;
-	}
-	int src = bs_store_list_holds(store, &q, collect_page_hold, p, &err);
-	resp.holds = (Budgetd__V1__Hold **)p->c.items;
-	resp.n_holds = p->c.n;
+	int src = bs_store_list_holds(store, &l->q, collect_page_hold, &l->page, &err);
+	resp.holds = (Budgetd__V1__Hold **)l->page.c.items;
+	resp.n_holds = l->page.c.n;
 	/* A full page may have a successor; a short one is the last. */
-	uint32_t limit = r->limit ? r->limit : BS_LIST_LIMIT_DEFAULT;
-	resp.next_page_token = p->c.n == limit ? p->next_token : "";
-	read_finish(rc, src, &err, &resp.base, !p->c.failed);
+	uint32_t limit = l->q.limit ? l->q.limit : BS_LIST_LIMIT_DEFAULT;
+	resp.next_page_token = l->page.c.n == limit ? l->page.next_token : "";
+	read_finish(rc, src, &err, &resp.base, !l->page.c.failed);
 }
 
 static void handle_list_holds(bd_unary *call)
 {
 	const Budgetd__V1__ListHoldsRequest *r = bd_unary_request(call);
+	bd_arena *a = bd_unary_arena(call);
+	char why[BS_ERROR_MESSAGE_MAX];
 
-	if (listing_permitted(call, r->_capability_id_case, r->capability_id))
-		start_read(call, read_list_holds);
+	if (!listing_permitted(call, r->_capability_id_case, r->capability_id))
+		return;
+	hold_listing *l = bd_arena_alloc(a, sizeof(*l));
+	void **items = bd_arena_alloc(a, BS_LIST_LIMIT_MAX * sizeof(void *));
+	if (!l || !items) {
+		bd_unary_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	if (bd_translate_hold_query(r, &l->q, l->id_buf, why, sizeof(why))) {
+		bd_unary_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", why);
+		return;
+	}
+	l->page.c = (collector){a, items, 0, false, 0};
+	l->page.next_token[0] = '\0';
+	start_read_with(call, read_list_holds, l);
 }
 
 static void read_server_info(bd_job *job, bs_store *store)
